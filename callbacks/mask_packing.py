@@ -1,0 +1,42 @@
+"""Mask packing: each client's update becomes the bytes it uploads."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from fedmrn_pl.wire import encode_update
+
+from .base import FederatedCallback
+
+if TYPE_CHECKING:
+    from fedmrn_pl.federated.job import ClientJob
+    from fedmrn_pl.federated.trainer import FederatedTrainer
+
+__all__ = ["DENSE_DTYPES", "MaskPacking"]
+
+DENSE_DTYPES = ("float32", "float16")
+
+
+class MaskPacking(FederatedCallback):
+    """Encode ``job.result.update`` to a wire payload (masks 8 per byte + dense tensors).
+
+    Args:
+        dense_dtype: how dense float tensors travel, "float32" or "float16".
+        save_dir: if set, every payload is also written there as
+            ``round_RRRR_client_CCCC.fmrn`` (inspect with ``fedmrn-pl inspect``).
+    """
+
+    def __init__(self, dense_dtype: str = "float32", save_dir: str | Path | None = None) -> None:
+        if dense_dtype not in DENSE_DTYPES:
+            raise ValueError(f"dense_dtype {dense_dtype!r} is not valid; choose one of {list(DENSE_DTYPES)}")
+        self.dense_dtype = dense_dtype
+        self.save_dir = None if save_dir is None else Path(save_dir)
+
+    def on_client_fit_end(self, trainer: FederatedTrainer, job: ClientJob) -> None:
+        if job.result is None:
+            return
+        job.payload = encode_update(job.result.update, dense_dtype=None if self.dense_dtype == "float32" else self.dense_dtype)
+        if self.save_dir is not None:
+            self.save_dir.mkdir(parents=True, exist_ok=True)
+            (self.save_dir / f"round_{job.server_round:04d}_client_{job.client_id:04d}.fmrn").write_bytes(job.payload)

@@ -1,0 +1,1 @@
+"""Experiment configs shipped with fedmrn-pl (YAML files next to this module)."""

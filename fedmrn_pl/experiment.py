@@ -1,0 +1,118 @@
+"""Assemble and run a federated experiment from an ``ExperimentConfig``."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from fedmrn_pl.callbacks import FederatedCallback, MaskPacking
+from fedmrn_pl.config import to_container
+from fedmrn_pl.data import FederatedDataModule, format_partition_stats
+from fedmrn_pl.federated import FedAvg, FederatedTrainer, FedMRN, run_summary, write_metrics_json
+from fedmrn_pl.masking import MaskingConfig, ParameterSelector, default_alpha
+from fedmrn_pl.models import build_model
+from fedmrn_pl.seeding import derive_seed
+from fedmrn_pl.task import ClassificationTask
+from fedmrn_pl.update import NoiseSpec
+
+__all__ = ["build_datamodule", "build_trainer", "masking_from_config", "run_experiment"]
+
+
+def masking_from_config(config: DictConfig) -> MaskingConfig | None:
+    """The run's ``MaskingConfig`` (None for FedAvg)."""
+    method = config.method
+    if method.name != "fedmrn":
+        return None
+    alpha = method.alpha if method.alpha is not None else default_alpha(method.mask)
+    selector = ParameterSelector(include=tuple(method.mask_include), exclude=tuple(method.mask_exclude))
+    return MaskingConfig(kind=method.mask, noise=NoiseSpec(method.noise, float(alpha)), schedule=method.schedule, selector=selector)
+
+
+def build_datamodule(config: DictConfig) -> FederatedDataModule:
+    """Load and partition the configured dataset."""
+    data = config.data
+    partition_kwargs: dict[str, Any] = {
+        "iid": {},
+        "dirichlet": {"beta": data.beta, "min_size": data.min_size},
+        "label_count": {"labels_per_client": data.labels_per_client},
+    }[data.partition]
+    datamodule = FederatedDataModule(
+        data.name,
+        num_clients=data.num_clients,
+        partition=data.partition,
+        partition_kwargs=partition_kwargs,
+        seed=config.seed,
+        root=data.root,
+        download=data.download,
+        batch_size=config.train.batch_size,
+        test_batch_size=data.test_batch_size,
+    )
+    datamodule.prepare_data()
+    datamodule.setup()
+    return datamodule
+
+
+def build_trainer(config: DictConfig, callbacks: Sequence[FederatedCallback] = (), datamodule: FederatedDataModule | None = None) -> FederatedTrainer:
+    """A ``FederatedTrainer`` for ``config`` with the built-in model and task."""
+    datamodule = datamodule or build_datamodule(config)
+    info = datamodule.data
+    model = build_model(
+        config.model.name,
+        in_channels=info.in_channels,
+        num_classes=info.num_classes,
+        image_size=info.image_size,
+        bias=config.model.bias,
+        init=config.model.init,
+        seed=derive_seed(config.seed, purpose="model_init"),
+    )
+    train = config.train
+    module = ClassificationTask(model, info.num_classes, lr=train.lr, momentum=train.momentum, weight_decay=train.weight_decay)
+    masking = masking_from_config(config)
+    save_dir = Path(config.output_dir) / "payloads" if config.save_payloads else None
+    packing = MaskPacking(dense_dtype=config.method.dense_dtype, save_dir=save_dir)
+    return FederatedTrainer(
+        module,
+        datamodule,
+        FedMRN() if masking is not None else FedAvg(),
+        masking,
+        rounds=train.rounds,
+        clients_per_round=train.clients_per_round,
+        local_epochs=train.local_epochs,
+        batch_size=train.batch_size,
+        run_seed=config.seed,
+        min_clients=train.min_clients,
+        callbacks=[*callbacks, packing],
+        trainer_kwargs={"accelerator": train.accelerator, "devices": train.devices, "precision": train.precision},
+    )
+
+
+def method_label(config: DictConfig) -> str:
+    """``fedmrn-binary``, ``fedmrn-signed`` or ``fedavg``."""
+    return f"fedmrn-{config.method.mask}" if config.method.name == "fedmrn" else config.method.name
+
+
+def run_experiment(config: DictConfig, callbacks: Sequence[FederatedCallback] = (), echo: bool = True) -> dict[str, Any]:
+    """Run ``config`` end to end; write ``<output_dir>/metrics.json`` and return its content."""
+    started = time.perf_counter()
+    output_dir = Path(config.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    OmegaConf.save(config, output_dir / "config.yaml")
+    datamodule = build_datamodule(config)
+    if echo:
+        print(f"data: {config.data.name}, {config.data.num_clients} clients, partition {config.data.partition}")
+        print(format_partition_stats(datamodule.partition_stats))
+    trainer = build_trainer(config, callbacks, datamodule)
+    trainer.fit()
+    summary = run_summary(
+        method_label(config),
+        trainer.history,
+        trainer.global_state,
+        time.perf_counter() - started,
+        extra={"dense_dtype": config.method.dense_dtype, "config": to_container(config)},
+    )
+    write_metrics_json(output_dir / "metrics.json", summary)
+    return summary

@@ -1,0 +1,38 @@
+"""The arithmetic of aggregation: pure functions on tensors and weights."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from fedmrn_pl.masking import reconstruct_delta
+from fedmrn_pl.update import ClientUpdate
+
+__all__ = ["example_weights", "masked_noise_sum", "weighted_average"]
+
+
+def example_weights(updates: Sequence[ClientUpdate]) -> list[float]:
+    """Each client's share ``N_k / N`` of the round's training examples."""
+    total = sum(update.num_examples for update in updates)
+    if total <= 0:
+        raise ValueError("updates carry no training examples; cannot weight them")
+    return [update.num_examples / total for update in updates]
+
+
+def weighted_average(tensors: Sequence[torch.Tensor], weights: Sequence[float], like: torch.Tensor) -> torch.Tensor:
+    """``sum_k w_k t_k`` in float64, returned in the dtype of ``like`` (integers rounded)."""
+    total = torch.zeros(like.shape, dtype=torch.float64)
+    for tensor, weight in zip(tensors, weights, strict=True):
+        total.add_(tensor.detach().to("cpu", torch.float64), alpha=weight)
+    if not like.is_floating_point():
+        total = total.round_()
+    return total.to(like.dtype)
+
+
+def masked_noise_sum(name: str, updates: Sequence[ClientUpdate], weights: Sequence[float], like: torch.Tensor) -> torch.Tensor:
+    """``sum_k w_k n_k * m_k`` for one parameter, each client's noise regenerated from its seed."""
+    total = torch.zeros(like.shape, dtype=torch.float32)
+    for update, weight in zip(updates, weights, strict=True):
+        total.add_(reconstruct_delta(update.seed, name, update.masks[name], update.mask_kind, update.noise), alpha=weight)
+    return total.to(like.dtype)

@@ -1,0 +1,72 @@
+"""Run figures: byte counts, the model fingerprint and the metrics.json summary."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+__all__ = ["global_model_sha256", "run_summary", "state_bytes", "write_metrics_json"]
+
+
+def state_bytes(state: Mapping[str, torch.Tensor]) -> int:
+    """Bytes of a model state sent densely (each tensor at its own element size)."""
+    return sum(tensor.numel() * tensor.element_size() for tensor in state.values())
+
+
+def global_model_sha256(state: Mapping[str, torch.Tensor]) -> str:
+    """SHA-256 of the model's tensor bytes, in sorted name order: equal runs, equal hash."""
+    digest = hashlib.sha256()
+    for name in sorted(state):
+        digest.update(state[name].detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _clean(value: Any) -> Any:
+    """JSON cannot hold NaN/inf: write them as null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    return value
+
+
+def run_summary(method: str, history: Sequence[Mapping[str, Any]], global_state: Mapping[str, torch.Tensor], wall_seconds: float, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The metrics.json content: totals over the run plus the per-round list."""
+    accuracies = [r["test/acc"] for r in history if "test/acc" in r]
+    uplink = sum(r["uplink/bytes"] for r in history)
+    dense = sum(r["uplink/dense_bytes"] for r in history)
+    summary = {
+        "method": method,
+        "rounds": len(history),
+        "final_test_accuracy": accuracies[-1] if accuracies else None,
+        "best_test_accuracy": max(accuracies) if accuracies else None,
+        "final_test_loss": history[-1].get("test/loss") if history else None,
+        "uplink_bytes": uplink,
+        "dense_uplink_bytes": dense,
+        "uplink_compression": dense / uplink if uplink else None,
+        "downlink_bytes": sum(r["downlink/bytes"] for r in history),
+        "dropped_clients": sum(len(r["dropped_clients"]) for r in history),
+        "wall_seconds": wall_seconds,
+        "global_model_sha256": global_model_sha256(global_state),
+    }
+    summary.update(extra or {})
+    summary["per_round"] = list(history)
+    return _clean(summary)
+
+
+def write_metrics_json(path: str | Path, summary: Mapping[str, Any]) -> Path:
+    """Write ``summary`` as indented JSON (via a temp file, so a crash leaves no half file)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(summary, indent=2, sort_keys=False) + "\n")
+    tmp.replace(path)
+    return path

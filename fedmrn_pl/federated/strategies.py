@@ -1,0 +1,70 @@
+"""Aggregation strategies: how the server turns client updates into a new global model.
+
+Thin classes over the pure functions in ``aggregate``. ``aggregate`` takes the
+round first (as in Flower) and returns the new global state, or None to keep the
+previous one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import torch
+
+from fedmrn_pl.federated.aggregate import example_weights, masked_noise_sum, weighted_average
+from fedmrn_pl.update import ClientUpdate
+
+__all__ = ["FedAvg", "FedMRN", "Strategy"]
+
+State = dict[str, torch.Tensor]
+
+
+class Strategy:
+    """Base class: ``aggregate(server_round, global_state, updates) -> new state | None``."""
+
+    name = "strategy"
+
+    def aggregate(self, server_round: int, global_state: Mapping[str, torch.Tensor], updates: Sequence[ClientUpdate]) -> State | None:
+        """Return the next global state from this round's valid updates (None: keep the old one)."""
+        raise NotImplementedError
+
+    def state_dict(self) -> dict:
+        """Server-side state to checkpoint (none for the built-in strategies)."""
+        return {}
+
+    def load_state_dict(self, state: Mapping) -> None:
+        """Restore what ``state_dict`` returned."""
+
+
+class FedAvg(Strategy):
+    """Sample-weighted average of the clients' dense float32 weights."""
+
+    name = "fedavg"
+
+    def aggregate(self, server_round: int, global_state: Mapping[str, torch.Tensor], updates: Sequence[ClientUpdate]) -> State | None:
+        if not updates:
+            return None
+        weights = example_weights(updates)
+        return {
+            name: weighted_average([update.dense[name] for update in updates], weights, like)
+            for name, like in global_state.items()
+        }
+
+
+class FedMRN(Strategy):
+    """``w <- w + sum_k (N_k / N) n_k * m_k`` for masked weights; dense tensors averaged."""
+
+    name = "fedmrn"
+
+    def aggregate(self, server_round: int, global_state: Mapping[str, torch.Tensor], updates: Sequence[ClientUpdate]) -> State | None:
+        if not updates:
+            return None
+        weights = example_weights(updates)
+        masked = set(updates[0].masks)
+        new_state = {}
+        for name, like in global_state.items():
+            if name in masked:
+                new_state[name] = like + masked_noise_sum(name, updates, weights, like)
+            else:
+                new_state[name] = weighted_average([update.dense[name] for update in updates], weights, like)
+        return new_state

@@ -1,0 +1,299 @@
+"""FederatedTrainer: runs the rounds of a federated job on top of Lightning.
+
+A round, top to bottom: sample clients; for each, issue a seed, train it locally
+with a real ``lightning.Trainer`` and pack its update into bytes; the server decodes
+and validates every payload, aggregates the valid ones with the strategy, and
+evaluates the new global model. Callbacks are called at each of these moments.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader
+
+from fedmrn_pl.callbacks import FederatedCallback, MaskPacking, SeedSync
+from fedmrn_pl.client import FederatedClient, quiet_lightning
+from fedmrn_pl.federated.job import ClientJob
+from fedmrn_pl.federated.report import state_bytes
+from fedmrn_pl.federated.sampling import sample_clients
+from fedmrn_pl.federated.strategies import FedMRN, Strategy
+from fedmrn_pl.masking import MaskingConfig
+from fedmrn_pl.update import ClientUpdate
+from fedmrn_pl.wire import PayloadError, TensorSpec, decode_update
+
+__all__ = ["ClientData", "FederatedTrainer"]
+
+log = logging.getLogger(__name__)
+
+
+class ClientData(Protocol):
+    """What the trainer needs from data: per-client loaders and a test loader."""
+
+    num_clients: int
+
+    def client_num_examples(self, client_id: int) -> int: ...
+
+    def client_dataloader(self, client_id: int, server_round: int, batch_size: int) -> DataLoader: ...
+
+    def test_dataloader(self) -> DataLoader: ...
+
+
+class FederatedTrainer:
+    """Runs FedMRN (or FedAvg) rounds over any LightningModule.
+
+    Args:
+        module: the model as a LightningModule (its ``training_step``, ``test_step`` and
+            ``configure_optimizers`` are used unchanged); its state is the global model.
+        data: per-client training data and the global test set (``FederatedDataModule``).
+        strategy: aggregation, ``FedMRN()`` or ``FedAvg()``.
+        masking: FedMRN masking settings; must be None for dense strategies.
+        rounds: number of rounds to run.
+        clients_per_round: clients sampled each round.
+        local_epochs: local epochs per client per round.
+        batch_size: local batch size.
+        run_seed: the seed every random stream is derived from.
+        min_clients: fewest valid updates a round needs to change the global model.
+        callbacks: federated callbacks; ``SeedSync`` and ``MaskPacking`` are added if absent.
+        trainer_kwargs: passed to each local ``lightning.Trainer`` and the evaluation one
+            (``accelerator``, ``devices``, ``precision`` ...).
+        max_payload_bytes: payloads above this size are refused unread.
+    """
+
+    def __init__(
+        self,
+        module: L.LightningModule,
+        data: ClientData,
+        strategy: Strategy,
+        masking: MaskingConfig | None = None,
+        *,
+        rounds: int = 10,
+        clients_per_round: int = 10,
+        local_epochs: int = 1,
+        batch_size: int = 64,
+        run_seed: int = 0,
+        min_clients: int = 1,
+        callbacks: Sequence[FederatedCallback] = (),
+        trainer_kwargs: Mapping[str, Any] | None = None,
+        max_payload_bytes: int = 1 << 31,
+    ) -> None:
+        if isinstance(strategy, FedMRN) != (masking is not None):
+            raise ValueError("FedMRN needs a MaskingConfig and dense strategies need masking=None")
+        for label, value, low in (("rounds", rounds, 1), ("local_epochs", local_epochs, 1), ("batch_size", batch_size, 1), ("min_clients", min_clients, 1)):
+            if not isinstance(value, int) or value < low:
+                raise ValueError(f"{label} must be an int >= {low}, got {value!r}")
+        if not 1 <= clients_per_round <= data.num_clients:
+            raise ValueError(f"clients_per_round must be in [1, {data.num_clients}] (the number of clients), got {clients_per_round}")
+        quiet_lightning()
+        self.module = module
+        self.data = data
+        self.strategy = strategy
+        self.masking = masking
+        self.rounds = rounds
+        self.clients_per_round = clients_per_round
+        self.batch_size = batch_size
+        self.run_seed = run_seed
+        self.min_clients = min_clients
+        self.max_payload_bytes = max_payload_bytes
+        self.trainer_kwargs = dict(trainer_kwargs or {})
+        self.callbacks = _with_default_callbacks(callbacks)
+        self.client = FederatedClient(module, masking, local_epochs, run_seed, self.trainer_kwargs)
+        self.global_state = _detached_state(module)
+        self.masked_names = self._masked_names()
+        self.expected_manifest = self._expected_manifest()
+        self.completed_rounds = 0  # rounds finished so far (the resume point)
+        self.history: list[dict[str, Any]] = []
+
+    # ------------------------------------------------------------------ the run
+    def fit(self) -> list[dict[str, Any]]:
+        """Run the remaining rounds and return the per-round metrics."""
+        try:
+            self._call("on_fit_start")
+            for server_round in range(self.completed_rounds + 1, self.rounds + 1):
+                self.run_round(server_round)
+            self._call("on_fit_end")
+        except BaseException as exception:
+            self._call("on_exception", exception)
+            raise
+        return self.history
+
+    def run_round(self, server_round: int) -> dict[str, Any]:
+        """One full round: sample, train clients, aggregate, evaluate."""
+        started = time.perf_counter()
+        client_ids = sample_clients(self.run_seed, server_round, self.data.num_clients, self.clients_per_round)
+        self._call("on_round_start", server_round, client_ids)
+        jobs = [self._train_client(server_round, client_id) for client_id in client_ids]
+        self._call("on_aggregate_start", server_round, jobs)
+        accepted = self._receive(server_round, jobs)
+        kept_previous = len(accepted) < self.min_clients
+        if kept_previous:
+            log.warning(
+                "round %d: %d valid update(s), fewer than min_clients=%d; keeping the previous global model",
+                server_round, len(accepted), self.min_clients,
+            )
+        else:
+            new_state = self.strategy.aggregate(server_round, self.global_state, [update for _, update in accepted])
+            if new_state is not None:
+                self.global_state = new_state
+        self.module.load_state_dict(self.global_state)
+        accepted_jobs = [job for job, _ in accepted]
+        self._call("on_aggregate_end", server_round, accepted_jobs)
+        metrics = self._round_metrics(server_round, jobs, accepted_jobs, kept_previous)
+        metrics.update(self.evaluate())
+        metrics["round/seconds"] = time.perf_counter() - started
+        self.history.append(metrics)
+        self.completed_rounds = server_round
+        self._call("on_round_end", server_round, metrics)
+        return metrics
+
+    def evaluate(self) -> dict[str, float]:
+        """Test the current global model with the module's own ``test_step``."""
+        self.module.load_state_dict(self.global_state)
+        settings = dict(logger=False, enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False)
+        settings.update({k: v for k, v in self.trainer_kwargs.items() if k in ("accelerator", "devices", "precision")})
+        results = L.Trainer(**settings).test(self.module, dataloaders=self.data.test_dataloader(), verbose=False)
+        return {key: float(value) for key, value in (results[0] if results else {}).items()}
+
+    # ------------------------------------------------------------ client side
+    def _train_client(self, server_round: int, client_id: int) -> ClientJob:
+        job = ClientJob(server_round, client_id, self.data.client_num_examples(client_id))
+        self._call("on_client_fit_start", job)
+        if job.seed is None:
+            raise RuntimeError("no seed was issued to the client; keep SeedSync among the callbacks")
+        started = time.perf_counter()
+        try:
+            loader = self.data.client_dataloader(client_id, server_round, self.batch_size)
+            job.result = self.client.fit(self.global_state, server_round, client_id, job.seed, loader, job.num_examples)
+        except Exception as error:  # a failing client must not end the run
+            job.dropped = f"training failed: {type(error).__name__}: {error}"
+            log.warning("round %d: client %d dropped, %s", server_round, client_id, job.dropped)
+        job.seconds = time.perf_counter() - started
+        self._call("on_client_fit_end", job)
+        return job
+
+    # ------------------------------------------------------------ server side
+    def _receive(self, server_round: int, jobs: list[ClientJob]) -> list[tuple[ClientJob, ClientUpdate]]:
+        """Decode and validate every payload; drop (and log) the ones that fail."""
+        accepted = []
+        for job in jobs:
+            if job.dropped is not None:
+                continue
+            try:
+                update = self._decode(job)
+            except PayloadError as error:
+                job.dropped = f"invalid payload: {error}"
+                log.warning("round %d: client %d dropped, %s", server_round, job.client_id, job.dropped)
+                continue
+            accepted.append((job, update))
+        return accepted
+
+    def _decode(self, job: ClientJob) -> ClientUpdate:
+        if job.payload is None:
+            raise PayloadError("the client sent no payload (is MaskPacking among the callbacks?)")
+        update = decode_update(job.payload, self.expected_manifest, server_round=job.server_round, max_bytes=self.max_payload_bytes)
+        if update.client_id != job.client_id:
+            raise PayloadError(f"payload is from client {update.client_id}, expected client {job.client_id}")
+        if update.seed != job.seed:
+            raise PayloadError(f"payload seed {update.seed} differs from the seed issued to the client ({job.seed})")
+        expected_kind = "none" if self.masking is None else self.masking.kind
+        if update.mask_kind != expected_kind or (self.masking is not None and update.noise != self.masking.noise):
+            raise PayloadError(f"payload mask kind/noise {update.mask_kind}/{update.noise} differ from the run's {expected_kind}/{self.masking and self.masking.noise}")
+        for name, tensor in update.dense.items():
+            if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+                raise PayloadError(f"tensor {name!r} has non-finite values")
+        return update
+
+    def _masked_names(self) -> list[str]:
+        if self.masking is None:
+            return []
+        names = [name for name, _, _ in self.masking.selector.select(self.module)]
+        if not names:
+            raise ValueError(f"the masking selector {self.masking.selector} selects no parameter of {type(self.module).__name__}")
+        return names
+
+    def _expected_manifest(self) -> dict[str, TensorSpec]:
+        masked = set(self.masked_names)
+        return {
+            name: TensorSpec(tuple(tensor.shape), "mask" if name in masked else "dense")
+            for name, tensor in self.global_state.items()
+        }
+
+    # --------------------------------------------------------------- figures
+    def _round_metrics(self, server_round: int, jobs: list[ClientJob], accepted: list[ClientJob], kept_previous: bool) -> dict[str, Any]:
+        sent = [job for job in jobs if job.payload is not None]
+        uplink = sum(len(job.payload) for job in sent)
+        dense_uplink = len(sent) * state_bytes(self.global_state)
+        previous = self.history[-1]["uplink/cumulative_bytes"] if self.history else 0
+        losses = [job.result.train_loss for job in accepted if job.result and job.result.train_loss is not None]
+        metrics: dict[str, Any] = {
+            "round": server_round,
+            "clients": [job.client_id for job in jobs],
+            "accepted_clients": len(accepted),
+            "dropped_clients": [{"client_id": job.client_id, "reason": job.dropped} for job in jobs if job.dropped],
+            "kept_previous_model": kept_previous,
+            "train/loss": sum(losses) / len(losses) if losses else math.nan,
+            "uplink/bytes": uplink,
+            "uplink/cumulative_bytes": previous + uplink,
+            "uplink/dense_bytes": dense_uplink,
+            "uplink/compression": dense_uplink / uplink if uplink else math.nan,
+            "downlink/bytes": len(jobs) * state_bytes(self.global_state),
+        }
+        stats = [job.result.stats for job in accepted if job.result and job.result.stats]
+        for key in sorted({k for s in stats for k in s}):
+            metrics[f"mask/{key}"] = sum(s[key] for s in stats) / len(stats)
+        return metrics
+
+    # ----------------------------------------------------------- checkpoints
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to resume: tensors and plain data only (``weights_only`` loadable)."""
+        return {
+            "global_state": {name: tensor.clone() for name, tensor in self.global_state.items()},
+            "completed_rounds": self.completed_rounds,
+            "history": self.history,
+            "strategy": self.strategy.state_dict(),
+            "callbacks": {callback.state_key: callback.state_dict() for callback in self.callbacks},
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore a ``state_dict`` so that ``fit`` continues after its last round."""
+        missing = {"global_state", "completed_rounds", "history"} - set(state)
+        if missing:
+            raise ValueError(f"checkpoint lacks {sorted(missing)}")
+        if set(state["global_state"]) != set(self.global_state):
+            raise ValueError("checkpoint's global model does not match this module's parameters")
+        self.global_state = dict(state["global_state"])
+        self.module.load_state_dict(self.global_state)
+        self.completed_rounds = int(state["completed_rounds"])
+        self.history = list(state["history"])
+        self.strategy.load_state_dict(state.get("strategy", {}))
+        saved = state.get("callbacks", {})
+        for callback in self.callbacks:
+            if callback.state_key in saved:
+                callback.load_state_dict(saved[callback.state_key])
+
+    def _call(self, hook: str, *args: Any) -> None:
+        for callback in self.callbacks:
+            getattr(callback, hook)(self, *args)
+
+
+def _with_default_callbacks(callbacks: Sequence[FederatedCallback]) -> list[FederatedCallback]:
+    """SeedSync first and MaskPacking after the user's client hooks, unless given."""
+    callbacks = list(callbacks)
+    for callback in callbacks:
+        if not isinstance(callback, FederatedCallback):
+            raise TypeError(f"callbacks must be FederatedCallback instances, got {type(callback).__name__}")
+    if not any(isinstance(c, SeedSync) for c in callbacks):
+        callbacks.insert(0, SeedSync())
+    if not any(isinstance(c, MaskPacking) for c in callbacks):
+        callbacks.append(MaskPacking())
+    return callbacks
+
+
+def _detached_state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {name: tensor.detach().cpu().clone() for name, tensor in module.state_dict().items()}

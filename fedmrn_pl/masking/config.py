@@ -1,0 +1,32 @@
+"""Settings of FedMRN masking, in one validated object."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from fedmrn_pl.masking.functional import MASKED_KINDS, SCHEDULES
+from fedmrn_pl.masking.selection import ParameterSelector
+from fedmrn_pl.update import NoiseSpec
+
+__all__ = ["MaskingConfig", "default_alpha"]
+
+
+def default_alpha(kind: str) -> float:
+    """The paper's noise magnitude: 0.01 for binary masks, 0.005 for signed ones."""
+    return 0.01 if kind == "binary" else 0.005
+
+
+@dataclass(frozen=True)
+class MaskingConfig:
+    """How clients mask: mask kind, noise, PSM schedule and which parameters."""
+
+    kind: str = "binary"  # "binary" {0,1} or "signed" {-1,+1}
+    noise: NoiseSpec = field(default_factory=NoiseSpec)  # family and alpha
+    schedule: str = "linear"  # PSM: "linear" (paper), "cosine", "constant" (plain SM)
+    selector: ParameterSelector = field(default_factory=ParameterSelector)  # what is masked
+
+    def __post_init__(self) -> None:
+        if self.kind not in MASKED_KINDS:
+            raise ValueError(f"mask kind {self.kind!r} is not valid; choose one of {list(MASKED_KINDS)}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"PSM schedule {self.schedule!r} is not valid; choose one of {list(SCHEDULES)}")

@@ -1,0 +1,138 @@
+"""Masked random noise on any module's parameters via ``torch.nn.utils.parametrize``.
+
+``apply_masked_noise`` turns each selected weight ``w`` into the computed property
+``w + n * M(u, n)``: ``w`` is frozen, the noise ``n`` is a non-persistent buffer and
+the update ``u`` (zero at the start of a round) is the only new trainable tensor.
+The user's layers and forward code stay as they are.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn.utils import parametrize
+
+from fedmrn_pl.masking.functional import MASKED_KINDS, masked_noise, stochastic_mask
+from fedmrn_pl.masking.noise import generate_noise
+from fedmrn_pl.masking.selection import ParameterSelector
+from fedmrn_pl.update import NoiseSpec
+
+__all__ = [
+    "MaskedNoise",
+    "apply_masked_noise",
+    "is_masked",
+    "masked_parametrizations",
+    "remove_masked_noise",
+    "sample_final_masks",
+    "set_mask_generator",
+    "set_mask_probability",
+]
+
+
+class MaskedNoise(nn.Module):
+    """Parametrization ``w -> w + n * M(u, n)`` with a trainable update ``u``."""
+
+    def __init__(self, noise: torch.Tensor, kind: str) -> None:
+        super().__init__()
+        if kind not in MASKED_KINDS:
+            raise ValueError(f"mask kind {kind!r} is not valid; choose one of {list(MASKED_KINDS)}")
+        self.kind = kind
+        self.register_buffer("noise", noise, persistent=False)
+        self.update = nn.Parameter(torch.zeros_like(noise))
+        self.probability = 0.0  # PSM: chance of using the sampled mask per element
+        self.generator: torch.Generator | None = None  # stream of the SM/PSM draws
+
+    def forward(self, weight: torch.Tensor) -> torch.Tensor:
+        return weight + masked_noise(self.update, self.noise, self.kind, self.probability, self.generator)
+
+
+def masked_parametrizations(model: nn.Module) -> dict[str, MaskedNoise]:
+    """Every ``MaskedNoise`` in ``model`` keyed by the parameter's state-dict name."""
+    found = {}
+    for module_name, module in model.named_modules():
+        if not parametrize.is_parametrized(module):
+            continue
+        for attr, plist in module.parametrizations.items():
+            for parametrization in plist:
+                if isinstance(parametrization, MaskedNoise):
+                    found[f"{module_name}.{attr}" if module_name else attr] = parametrization
+    return found
+
+
+def is_masked(model: nn.Module) -> bool:
+    """Whether ``model`` currently carries masked-noise parametrizations."""
+    return bool(masked_parametrizations(model))
+
+
+def apply_masked_noise(
+    model: nn.Module,
+    seed: int,
+    kind: str = "binary",
+    noise: NoiseSpec = NoiseSpec(),
+    selector: ParameterSelector = ParameterSelector(),
+) -> dict[str, MaskedNoise]:
+    """Wrap the selected parameters of ``model`` with masked noise for one round.
+
+    Args:
+        model: any module; it is modified in place (undo with ``remove_masked_noise``).
+        seed: the client's noise seed for this round.
+        kind: "binary" or "signed" masks.
+        noise: noise family and magnitude.
+        selector: which parameters are masked.
+
+    Returns:
+        The new parametrizations keyed by parameter name; their ``update`` tensors are
+        the parameters to train in place of the frozen weights.
+
+    Raises:
+        ValueError: the model is already wrapped, or nothing in it is selected.
+    """
+    if is_masked(model):
+        raise ValueError("model already carries masked noise; call remove_masked_noise() first")
+    targets = selector.select(model)
+    if not targets:
+        raise ValueError(f"no parameter of {type(model).__name__} matches {selector}; nothing would be masked")
+    wrapped = {}
+    for name, module, attr in targets:
+        weight = getattr(module, attr)
+        parametrization = MaskedNoise(generate_noise(seed, name, weight.shape, noise, device=weight.device), kind)
+        parametrization.to(dtype=weight.dtype)
+        parametrize.register_parametrization(module, attr, parametrization, unsafe=True)
+        module.parametrizations[attr].original.requires_grad_(False)
+        wrapped[name] = parametrization
+    return wrapped
+
+
+def remove_masked_noise(model: nn.Module) -> None:
+    """Drop the masked noise and give back the plain module with its original weights."""
+    for name in masked_parametrizations(model):
+        module_name, _, attr = name.rpartition(".")
+        module = model.get_submodule(module_name)
+        parametrize.remove_parametrizations(module, attr, leave_parametrized=False)
+        getattr(module, attr).requires_grad_(True)
+
+
+def set_mask_probability(model: nn.Module, probability: float) -> None:
+    """Set the PSM probability ``p`` of every masked parameter."""
+    for parametrization in masked_parametrizations(model).values():
+        parametrization.probability = float(probability)
+
+
+def set_mask_generator(model: nn.Module, generator: torch.Generator | None) -> None:
+    """Share one seeded generator for the SM/PSM draws of every masked parameter."""
+    for parametrization in masked_parametrizations(model).values():
+        parametrization.generator = generator
+
+
+@torch.no_grad()
+def sample_final_masks(model: nn.Module, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+    """Sample the mask each client uploads (SM, ``p = 1``) as CPU bool tensors.
+
+    For binary masks True means 1; for signed masks True means +1 and False -1.
+    """
+    masks = {}
+    for name, parametrization in masked_parametrizations(model).items():
+        ratio = parametrization.update / parametrization.noise
+        sampled = stochastic_mask(ratio, parametrization.kind, generator)
+        masks[name] = (sampled > 0).cpu()
+    return masks

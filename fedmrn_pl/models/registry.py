@@ -1,0 +1,64 @@
+"""Build a model by name, so configs can say ``model.name: cnn4``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from fedmrn_pl.models.cnn import CNN4, CNN8
+from fedmrn_pl.models.mlp import MLP
+
+__all__ = ["MODEL_NAMES", "build_model"]
+
+
+def _build_mlp(in_channels: int, num_classes: int, image_size: int, bias: bool, init: str) -> nn.Module:
+    return MLP(in_channels * image_size * image_size, num_classes, bias=bias, init=init)
+
+
+_BUILDERS: dict[str, Callable[[int, int, int, bool, str], nn.Module]] = {
+    "cnn4": CNN4,
+    "cnn8": CNN8,
+    "mlp": _build_mlp,
+}
+MODEL_NAMES: tuple[str, ...] = tuple(sorted(_BUILDERS))
+
+
+def build_model(
+    name: str,
+    *,
+    in_channels: int,
+    num_classes: int,
+    image_size: int,
+    bias: bool = False,
+    init: str = "paper",
+    seed: int | None = None,
+) -> nn.Module:
+    """Construct one of the built-in models for images of the given shape.
+
+    Args:
+        name: One of ``MODEL_NAMES`` (case-insensitive).
+        in_channels: Channels of the input images.
+        num_classes: Number of output logits.
+        image_size: Height (= width) of the square input images.
+        bias: Whether convs/linears carry biases (the paper's models do not).
+        init: ``"paper"`` (N(0, 0.01) weights) or ``"default"`` (PyTorch init).
+        seed: If given, initialise from this seed inside ``torch.random.fork_rng``,
+            so equal seeds give identical weights and the global RNG is untouched.
+
+    Returns:
+        The freshly initialised model, on CPU.
+
+    Raises:
+        ValueError: If ``name`` or ``init`` is unknown.
+    """
+    key = name.lower()
+    if key not in _BUILDERS:
+        raise ValueError(f"Unknown model {name!r}; valid names are {', '.join(MODEL_NAMES)}")
+    builder = _BUILDERS[key]
+    if seed is None:
+        return builder(in_channels, num_classes, image_size, bias, init)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return builder(in_channels, num_classes, image_size, bias, init)

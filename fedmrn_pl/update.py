@@ -1,0 +1,59 @@
+"""The client update: what one client sends the server after a round.
+
+Shared vocabulary between masking (which produces it), the wire format (which
+serialises it) and the server strategies (which aggregate it). Plain data only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+__all__ = ["MASK_KINDS", "NOISE_FAMILIES", "ClientUpdate", "NoiseSpec"]
+
+MASK_KINDS = ("binary", "signed", "none")  # "none": dense FedAvg-style upload, no masks
+NOISE_FAMILIES = ("uniform", "gauss", "bernoulli")
+
+
+@dataclass(frozen=True)
+class NoiseSpec:
+    """Which random noise a client's masks select from."""
+
+    family: str = "uniform"  # one of NOISE_FAMILIES
+    alpha: float = 0.01  # magnitude: U(-a, a), a*N(0, 1) or +-a
+
+    def __post_init__(self) -> None:
+        if self.family not in NOISE_FAMILIES:
+            raise ValueError(f"noise family {self.family!r} is not valid; choose one of {list(NOISE_FAMILIES)}")
+        if not (isinstance(self.alpha, (int, float)) and self.alpha > 0 and self.alpha < float("inf")):
+            raise ValueError(f"noise alpha must be a finite number > 0, got {self.alpha!r}")
+
+
+@dataclass
+class ClientUpdate:
+    """One client's result for one round.
+
+    ``masks`` hold bool tensors: for binary masks True means 1 (keep the noise), for
+    signed masks True means +1 and False -1. ``dense`` holds tensors uploaded as they
+    are (biases, norm parameters, buffers; every tensor for FedAvg). Floating dense
+    tensors are float32 or float16, integer buffers int64.
+    """
+
+    server_round: int
+    client_id: int
+    seed: int  # noise seed; the server regenerates each mask's noise from it
+    mask_kind: str  # one of MASK_KINDS
+    noise: NoiseSpec
+    num_examples: int  # the client's training sample count, the aggregation weight
+    masks: dict[str, torch.Tensor] = field(default_factory=dict)
+    dense: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.mask_kind not in MASK_KINDS:
+            raise ValueError(f"mask_kind {self.mask_kind!r} is not valid; choose one of {list(MASK_KINDS)}")
+        if self.mask_kind == "none" and self.masks:
+            raise ValueError("a dense update (mask_kind='none') cannot carry masks")
+        overlap = set(self.masks) & set(self.dense)
+        if overlap:
+            raise ValueError(f"tensors cannot be both masked and dense: {sorted(overlap)}")

@@ -1,0 +1,39 @@
+"""The uplink wire format: a client update as bytes, and back.
+
+Knows nothing about training: it turns a :class:`~fedmrn_pl.update.ClientUpdate` into
+a versioned, checksummed payload (masks packed 8 per byte, dense tensors as raw
+little-endian values) and validates a received payload before trusting any of it.
+Every malformed payload raises :class:`PayloadError`.
+"""
+
+from __future__ import annotations
+
+from fedmrn_pl.wire.bits import pack_bits, packed_size, unpack_bits
+from fedmrn_pl.wire.errors import PayloadError
+from fedmrn_pl.wire.format import TensorSpec, decode_update, describe_payload, encode_update, expected_manifest
+from fedmrn_pl.wire.layout import (
+    CHECKSUM_SIZE,
+    FORMAT_VERSION,
+    HEADER_SIZE,
+    MAGIC,
+    manifest_size,
+    payload_size,
+)
+
+__all__ = [
+    "CHECKSUM_SIZE",
+    "FORMAT_VERSION",
+    "HEADER_SIZE",
+    "MAGIC",
+    "PayloadError",
+    "TensorSpec",
+    "decode_update",
+    "describe_payload",
+    "encode_update",
+    "expected_manifest",
+    "manifest_size",
+    "pack_bits",
+    "packed_size",
+    "payload_size",
+    "unpack_bits",
+]

@@ -1,0 +1,312 @@
+"""Encode a :class:`ClientUpdate` to bytes and decode it back, validating everything.
+
+The layout is documented in :mod:`fedmrn_pl.wire.layout`. Encoding is deterministic
+(tensors in sorted-name order, no timestamps) and canonical: a payload that decodes
+re-encodes to the very same bytes, so two different payloads never carry the same
+update. Decoding checks sizes, magic, version and checksum, then the header and
+manifest, then the manifest against the server's model, all before a tensor is
+allocated; every violation raises :class:`PayloadError`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import operator
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import torch
+
+from fedmrn_pl.update import ClientUpdate
+from fedmrn_pl.wire.bits import pack_bits, unpack_bits
+from fedmrn_pl.wire.errors import PayloadError
+from fedmrn_pl.wire.layout import (
+    CHECKSUM_SIZE,
+    ENCODING_CODES,
+    ENCODING_NDIM,
+    FORMAT_VERSION,
+    HEADER,
+    HEADER_SIZE,
+    MAGIC,
+    MASK_KIND_CODES,
+    MAX_NAME_BYTES,
+    MAX_NDIM,
+    MAX_NUMEL,
+    NAME_LEN,
+    NOISE_FAMILY_CODES,
+    TORCH_DTYPES,
+    UINT64,
+    UINT64_LIMIT,
+    WIRE_NUMPY_DTYPES,
+    checksum,
+    dtype_name,
+    extent,
+)
+from fedmrn_pl.wire.parse import ManifestEntry, ParsedPayload, parse_payload
+
+__all__ = ["ROLES", "TensorSpec", "decode_update", "describe_payload", "encode_update", "expected_manifest"]
+
+ROLES = ("mask", "dense")
+DEFAULT_MAX_BYTES = 1 << 31
+
+
+@dataclasses.dataclass(frozen=True)
+class TensorSpec:
+    """What the server expects of one tensor in a payload.
+
+    ``role`` is ``"mask"`` (a packed bool mask) or ``"dense"`` (raw values, any dense
+    dtype: float32 and float16 both satisfy it).
+    """
+
+    shape: tuple[int, ...]
+    role: str
+
+    def __post_init__(self) -> None:
+        if self.role not in ROLES:
+            raise ValueError(f"tensor role {self.role!r} is not valid; choose one of {list(ROLES)}")
+        object.__setattr__(self, "shape", tuple(int(d) for d in self.shape))
+
+
+def expected_manifest(
+    masks: Mapping[str, Sequence[int]], dense: Mapping[str, Sequence[int]]
+) -> dict[str, TensorSpec]:
+    """Build the ``expected`` argument of :func:`decode_update` from ``{name: shape}`` maps.
+
+    Raises:
+        ValueError: if a name is both a mask and dense.
+    """
+    overlap = sorted(set(masks) & set(dense))
+    if overlap:
+        raise ValueError(f"tensors cannot be both masked and dense: {overlap}")
+    specs = {name: TensorSpec(tuple(shape), "mask") for name, shape in masks.items()}
+    specs.update({name: TensorSpec(tuple(shape), "dense") for name, shape in dense.items()})
+    return specs
+
+
+# --------------------------------------------------------------------------- encode
+
+
+def encode_update(update: ClientUpdate, *, dense_dtype: str | None = None) -> bytes:
+    """Serialise ``update`` to the uplink payload (no pickle).
+
+    Args:
+        update: the client's update; tensors may live on any device, in any layout.
+        dense_dtype: ``None`` sends dense tensors in their own dtype; ``"float16"`` (or
+            ``"float32"``) sends every floating dense tensor in that dtype. Integer
+            buffers are always sent as int64.
+
+    Returns:
+        The payload bytes, identical for identical updates.
+
+    Raises:
+        ValueError: if a field is out of range (ints must fit uint64), a tensor has
+            an unsupported dtype, too many dims, or a name that is empty or too long,
+            or the update itself is inconsistent (see :class:`ClientUpdate`).
+        TypeError: if a mask is not a bool tensor.
+    """
+    if dense_dtype is not None and dense_dtype not in ("float16", "float32"):
+        raise ValueError(f"dense_dtype {dense_dtype!r} is not valid; choose one of [None, 'float16', 'float32']")
+    dataclasses.replace(update)  # re-runs ClientUpdate's checks, in case its dicts changed since
+    tensors = {**update.masks, **update.dense}
+    names = sorted(tensors, key=_name_bytes)  # UTF-8 byte order, what the reader checks
+    manifest, bodies = [], []
+    for name in names:
+        if name in update.masks:
+            encoding, body = "mask", pack_bits(update.masks[name])
+        else:
+            encoding, body = _dense_body(name, update.dense[name], dense_dtype)
+        manifest.append(_manifest_entry(name, encoding, tuple(tensors[name].shape), len(body)))
+        bodies.append(body)
+    manifest_bytes = b"".join(manifest)
+    header = HEADER.pack(
+        MAGIC,
+        FORMAT_VERSION,
+        0,  # flags
+        _uint64(update.server_round, "server_round"),
+        _uint64(update.client_id, "client_id"),
+        _uint64(update.seed, "seed"),
+        MASK_KIND_CODES[update.mask_kind],
+        NOISE_FAMILY_CODES[update.noise.family],
+        float(update.noise.alpha),
+        _uint64(update.num_examples, "num_examples"),
+        len(names),
+        len(manifest_bytes),
+    )
+    content = b"".join([header, manifest_bytes, *bodies])
+    return content + checksum(content)
+
+
+def _uint64(value: int, field: str) -> int:
+    """``value`` as a Python int, checked to fit the wire's uint64."""
+    number = -1 if isinstance(value, bool) else operator.index(value)
+    if not 0 <= number < UINT64_LIMIT:
+        raise ValueError(f"update.{field} must be an int in [0, 2**64), got {value!r}")
+    return number
+
+
+def _name_bytes(name: str) -> bytes:
+    """A tensor name's UTF-8 bytes, checked to be non-empty and to fit a uint16 length."""
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"tensor names must be non-empty strings, got {name!r}")
+    raw = name.encode("utf-8")
+    if len(raw) > MAX_NAME_BYTES:
+        raise ValueError(f"tensor name {name[:40]!r}... is {len(raw)} bytes as UTF-8, the limit is {MAX_NAME_BYTES}")
+    return raw
+
+
+def _manifest_entry(name: str, encoding: str, shape: tuple[int, ...], size: int) -> bytes:
+    """One manifest entry's bytes."""
+    if len(shape) > MAX_NDIM:
+        raise ValueError(f"tensor {name!r} has {len(shape)} dims, the wire format allows at most {MAX_NDIM}")
+    if extent(shape) > MAX_NUMEL:
+        raise ValueError(f"tensor {name!r} has shape {shape}, larger than the limit of {MAX_NUMEL} elements")
+    raw = _name_bytes(name)
+    return b"".join([
+        NAME_LEN.pack(len(raw)),
+        raw,
+        ENCODING_NDIM.pack(ENCODING_CODES[encoding], len(shape)),
+        *(UINT64.pack(dim) for dim in shape),
+        UINT64.pack(size),
+    ])  # fmt: skip
+
+
+def _dense_body(name: str, tensor: torch.Tensor, dense_dtype: str | None) -> tuple[str, bytes]:
+    """``(encoding, little-endian raw bytes)`` of one dense tensor."""
+    if tensor.dtype not in TORCH_DTYPES.values():
+        raise ValueError(
+            f"dense tensor {name!r} has dtype {tensor.dtype}; the wire format sends {list(TORCH_DTYPES)}"
+        )
+    encoding = dense_dtype if dense_dtype and tensor.is_floating_point() else dtype_name(tensor.dtype)
+    array = tensor.detach().to("cpu", TORCH_DTYPES[encoding]).contiguous().numpy()
+    return encoding, array.astype(WIRE_NUMPY_DTYPES[encoding], copy=False).tobytes()
+
+
+# --------------------------------------------------------------------------- decode
+
+
+def decode_update(
+    payload: bytes | bytearray | memoryview,
+    expected: Mapping[str, TensorSpec] | None = None,
+    *,
+    server_round: int | None = None,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+) -> ClientUpdate:
+    """Validate a payload and rebuild the client's update from it.
+
+    Checks, in order and before allocating any tensor: the size limit, magic,
+    version, minimum length, checksum, header fields, every manifest entry (bounds,
+    ndim, body lengths, no trailing bytes), the tensors against ``expected``, and the
+    round against ``server_round``.
+
+    Args:
+        payload: the received bytes.
+        expected: ``{name: TensorSpec}`` of the server's model (see
+            :func:`expected_manifest`); ``None`` accepts any names and shapes.
+        server_round: the round the server is in; a payload from another round is
+            refused. ``None`` skips the check.
+        max_bytes: the largest payload accepted.
+
+    Returns:
+        The update; its tensors are new, writeable CPU tensors (bool masks, dense
+        tensors in the dtype they were sent in).
+
+    Raises:
+        PayloadError: if anything is wrong, with a message saying what.
+    """
+    parsed = parse_payload(payload, max_bytes)
+    header = parsed.header
+    if expected is not None:
+        _check_expected(parsed.entries, expected)
+    if server_round is not None and header.server_round != server_round:
+        when = "stale payload" if header.server_round < server_round else "wrong round: payload"
+        raise PayloadError(f"{when}: round {header.server_round}, server is at round {server_round}")
+    masks = {e.name: _read_body(parsed, e) for e in parsed.entries if e.encoding == "mask"}
+    dense = {e.name: _read_body(parsed, e) for e in parsed.entries if e.encoding != "mask"}
+    try:
+        return ClientUpdate(header.server_round, header.client_id, header.seed, header.mask_kind, header.noise,
+                            header.num_examples, masks, dense)  # fmt: skip
+    except ValueError as err:  # parse_payload already rules these out; keep the contract anyway
+        raise PayloadError(f"payload does not form a valid update: {err}") from err
+
+
+def _check_expected(entries: Sequence[ManifestEntry], expected: Mapping[str, TensorSpec]) -> None:
+    """Names, roles and shapes of the manifest against the server's model."""
+    sent = {entry.name: entry for entry in entries}
+    unknown = sorted(set(sent) - set(expected))
+    if unknown:
+        label = f"tensor {unknown[0]!r}" if len(unknown) == 1 else f"tensors {unknown}"
+        raise PayloadError(f"unknown {label}: not in the server's model")
+    missing = sorted(set(expected) - set(sent))
+    if missing:
+        raise PayloadError(f"missing tensors {missing}: the server's model expects them")
+    for name, entry in sent.items():
+        spec = expected[name]
+        role = "mask" if entry.encoding == "mask" else "dense"
+        if role != spec.role:
+            raise PayloadError(f"tensor {name!r} is sent as {role} but the server expects {spec.role}")
+        if entry.shape != spec.shape:
+            raise PayloadError(f"tensor {name!r} has shape {entry.shape}, expected {spec.shape}")
+
+
+def _read_body(parsed: ParsedPayload, entry: ManifestEntry) -> torch.Tensor:
+    """Copy one tensor body out of the payload into a tensor that owns its memory."""
+    body = parsed.view[entry.offset : entry.offset + entry.size]
+    if entry.encoding == "mask":
+        try:
+            return unpack_bits(body, entry.shape)
+        except PayloadError as err:
+            raise PayloadError(f"tensor {entry.name!r}: {err}") from err
+    if entry.numel == 0:
+        return torch.empty(entry.shape, dtype=TORCH_DTYPES[entry.encoding])
+    wire = np.frombuffer(body, dtype=WIRE_NUMPY_DTYPES[entry.encoding])
+    native = wire.astype(wire.dtype.newbyteorder("="))  # always a copy, native byte order
+    return torch.from_numpy(native).reshape(entry.shape)
+
+
+# --------------------------------------------------------------------------- inspect
+
+
+def describe_payload(payload: bytes | bytearray | memoryview, *, max_bytes: int = DEFAULT_MAX_BYTES) -> dict:
+    """Validate a payload and summarise it as plain data, for ``fedmrn-pl inspect``.
+
+    Returns:
+        A dict of ints, floats, strings and lists: the header fields, ``total_bytes``,
+        ``overhead_bytes`` (header + manifest + checksum), and per tensor its name,
+        shape, encoding, numel, body bytes and, for masks, the fraction of ones.
+
+    Raises:
+        PayloadError: if the payload is invalid.
+    """
+    parsed = parse_payload(payload, max_bytes)
+    header = parsed.header
+    return {
+        "format_version": header.version,
+        "server_round": header.server_round,
+        "client_id": header.client_id,
+        "seed": header.seed,
+        "mask_kind": header.mask_kind,
+        "noise_family": header.noise.family,
+        "noise_alpha": header.noise.alpha,
+        "num_examples": header.num_examples,
+        "total_bytes": len(parsed.view),
+        "header_bytes": HEADER_SIZE,
+        "manifest_bytes": header.manifest_bytes,
+        "checksum_bytes": CHECKSUM_SIZE,
+        "overhead_bytes": HEADER_SIZE + header.manifest_bytes + CHECKSUM_SIZE,
+        "tensors": [_describe_tensor(parsed, entry) for entry in parsed.entries],
+    }
+
+
+def _describe_tensor(parsed: ParsedPayload, entry: ManifestEntry) -> dict:
+    """One tensor's row of :func:`describe_payload`."""
+    row = {
+        "name": entry.name,
+        "shape": list(entry.shape),
+        "encoding": entry.encoding,
+        "numel": entry.numel,
+        "body_bytes": entry.size,
+    }
+    if entry.encoding == "mask":
+        ones = int(_read_body(parsed, entry).sum()) if entry.numel else 0
+        row["ones_fraction"] = ones / entry.numel if entry.numel else 0.0
+    return row

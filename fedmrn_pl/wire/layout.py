@@ -1,0 +1,124 @@
+"""The byte layout of an uplink payload, and what it costs.
+
+A payload is four sections, every integer little-endian::
+
+    header    HEADER_SIZE bytes  magic b"FMRN", uint16 version, uint16 flags (0),
+                                 uint64 server_round, client_id, seed,
+                                 uint8 mask kind, uint8 noise family, float64 alpha,
+                                 uint64 num_examples, uint32 tensor count,
+                                 uint32 manifest length in bytes
+    manifest  per tensor, names in ascending (UTF-8 byte) order:
+                                 uint16 name length, UTF-8 name, uint8 encoding,
+                                 uint8 ndim, ndim x uint64 dims, uint64 body length
+    bodies    in manifest order: masks packed 8 per byte (see ``bits.py``), dense
+                                 tensors as raw little-endian float32/float16/int64
+    checksum  CHECKSUM_SIZE bytes of BLAKE2b over everything before it
+
+The codes below are part of the format: never renumber them, only append.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import struct
+from collections.abc import Mapping, Sequence
+
+import torch
+
+from fedmrn_pl.wire.bits import packed_size
+
+__all__ = [
+    "CHECKSUM_SIZE",
+    "DENSE_DTYPES",
+    "FORMAT_VERSION",
+    "HEADER_SIZE",
+    "MAGIC",
+    "MAX_NDIM",
+    "MAX_NUMEL",
+    "body_size",
+    "manifest_size",
+    "payload_size",
+]
+
+MAGIC = b"FMRN"
+FORMAT_VERSION = 1
+HEADER = struct.Struct("<4sHHQQQBBdQII")
+HEADER_SIZE = HEADER.size  # 58
+CHECKSUM_SIZE = 16
+MAX_NDIM = 8
+MAX_NUMEL = 1 << 48  # bound on the product of a shape's dims (0 counted as 1), keeps strides in int64
+MAX_NAME_BYTES = (1 << 16) - 1
+UINT64_LIMIT = 1 << 64
+
+NAME_LEN = struct.Struct("<H")
+ENCODING_NDIM = struct.Struct("<BB")
+UINT64 = struct.Struct("<Q")
+
+MASK_KIND_CODES = {"binary": 0, "signed": 1, "none": 2}
+NOISE_FAMILY_CODES = {"uniform": 0, "gauss": 1, "bernoulli": 2}
+ENCODING_CODES = {"mask": 0, "float32": 1, "float16": 2, "int64": 3}
+
+# dense encodings: wire numpy dtype (always little-endian) and in-memory torch dtype
+WIRE_NUMPY_DTYPES = {"float32": "<f4", "float16": "<f2", "int64": "<i8"}
+TORCH_DTYPES = {"float32": torch.float32, "float16": torch.float16, "int64": torch.int64}
+DENSE_DTYPES = tuple(TORCH_DTYPES)
+_ITEMSIZES = {"float32": 4, "float16": 2, "int64": 8}
+
+
+def body_size(encoding: str, shape: Sequence[int]) -> int:
+    """Bytes of one tensor body: ``ceil(numel / 8)`` for masks, ``numel * itemsize`` else."""
+    numel = math.prod(shape)
+    return packed_size(numel) if encoding == "mask" else numel * _ITEMSIZES[encoding]
+
+
+def extent(shape: Sequence[int]) -> int:
+    """Product of the dims with 0 counted as 1: what MAX_NUMEL bounds, so strides stay in int64."""
+    return math.prod(max(dim, 1) for dim in shape)
+
+
+def entry_size(name: str, ndim: int) -> int:
+    """Bytes of one manifest entry."""
+    return NAME_LEN.size + len(name.encode("utf-8")) + ENCODING_NDIM.size + UINT64.size * (ndim + 1)
+
+
+def manifest_size(shapes: Mapping[str, Sequence[int]]) -> int:
+    """Bytes of the manifest describing tensors ``{name: shape}``.
+
+    The per-payload overhead is ``HEADER_SIZE + manifest_size(shapes) + CHECKSUM_SIZE``.
+    """
+    return sum(entry_size(name, len(shape)) for name, shape in shapes.items())
+
+
+def payload_size(
+    masks: Mapping[str, Sequence[int]],
+    dense: Mapping[str, tuple[Sequence[int], str | torch.dtype]],
+) -> int:
+    """Exact size in bytes of the payload :func:`encode_update` writes for these tensors.
+
+    Args:
+        masks: ``{name: shape}`` of the mask tensors.
+        dense: ``{name: (shape, dtype)}`` of the dense tensors, dtype as sent on the
+            wire (``"float32"``, ``"float16"``, ``"int64"`` or the torch dtype).
+
+    Returns:
+        Header + manifest + bodies + checksum bytes.
+    """
+    dense_encodings = {name: (shape, dtype_name(dtype)) for name, (shape, dtype) in dense.items()}
+    shapes = {**dict(masks), **{name: shape for name, (shape, _) in dense_encodings.items()}}
+    bodies = sum(body_size("mask", shape) for shape in masks.values())
+    bodies += sum(body_size(encoding, shape) for shape, encoding in dense_encodings.values())
+    return HEADER_SIZE + manifest_size(shapes) + bodies + CHECKSUM_SIZE
+
+
+def dtype_name(dtype: str | torch.dtype) -> str:
+    """``"float32"`` for ``torch.float32`` or ``"float32"``; ValueError if not a dense wire dtype."""
+    name = str(dtype).removeprefix("torch.")
+    if name not in TORCH_DTYPES:
+        raise ValueError(f"dense dtype {dtype!r} cannot be sent; choose one of {list(DENSE_DTYPES)}")
+    return name
+
+
+def checksum(data: bytes | memoryview) -> bytes:
+    """The payload trailer: a 16-byte BLAKE2b digest of ``data``."""
+    return hashlib.blake2b(data, digest_size=CHECKSUM_SIZE).digest()

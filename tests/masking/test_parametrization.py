@@ -1,0 +1,168 @@
+"""Masked noise on any module: wrapping, training only u and dense params, unwrapping."""
+
+import pytest
+import torch
+from torch import nn
+
+from fedmrn_pl.masking import (
+    MaskedNoise,
+    ParameterSelector,
+    apply_masked_noise,
+    generate_noise,
+    is_masked,
+    masked_parametrizations,
+    reconstruct_delta,
+    remove_masked_noise,
+    sample_final_masks,
+    set_mask_generator,
+    set_mask_probability,
+)
+from fedmrn_pl.seeding import make_generator
+from fedmrn_pl.update import NoiseSpec
+
+
+class Mixed(nn.Module):
+    """Conv, BatchNorm, Linear, Embedding, LSTM and attention in one model."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 4, 3, padding=1)
+        self.norm = nn.BatchNorm2d(4)
+        self.embed = nn.Embedding(10, 8)
+        self.lstm = nn.LSTM(8, 8, batch_first=True)
+        self.attention = nn.MultiheadAttention(8, 2, batch_first=True)
+        self.head = nn.Linear(4 * 4 * 4 + 8, 3)
+
+    def forward(self, images: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        features = torch.relu(self.norm(self.conv(images))).flatten(1)  # (B, 64)
+        sequence, _ = self.lstm(self.embed(tokens))  # (B, T, 8)
+        attended, _ = self.attention(sequence, sequence, sequence)
+        return self.head(torch.cat([features, attended.mean(1)], dim=1))
+
+
+def _batch():
+    generator = torch.Generator().manual_seed(0)
+    images = torch.randn(6, 1, 4, 4, generator=generator)
+    tokens = torch.randint(0, 10, (6, 5), generator=generator)
+    labels = torch.randint(0, 3, (6,), generator=generator)
+    return images, tokens, labels
+
+
+EXPECTED_MASKED = {
+    "conv.weight",
+    "embed.weight",
+    "lstm.weight_ih_l0",
+    "lstm.weight_hh_l0",
+    "attention.in_proj_weight",
+    "attention.out_proj.weight",
+    "head.weight",
+}
+
+
+def test_default_selection_masks_every_weight_matrix_and_no_bias_or_norm():
+    chosen = {name for name, _, _ in ParameterSelector().select(Mixed())}
+    assert chosen == EXPECTED_MASKED
+
+
+def test_selection_by_module_type_and_patterns():
+    selector = ParameterSelector(module_types=(nn.Conv2d, nn.Linear), exclude=("head.*",), include=("norm.weight",))
+    chosen = {name for name, _, _ in selector.select(Mixed())}
+    assert chosen == {"conv.weight", "attention.out_proj.weight", "norm.weight"}
+
+
+def test_wrapped_model_trains_only_updates_and_dense_parameters():
+    torch.manual_seed(0)
+    model = Mixed()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    wrapped = apply_masked_noise(model, seed=11)
+    assert set(wrapped) == EXPECTED_MASKED
+    set_mask_generator(model, make_generator(5))
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.SGD(trainable, lr=0.5)
+    images, tokens, labels = _batch()
+    for step in range(4):
+        set_mask_probability(model, step / 4)
+        optimizer.zero_grad()
+        nn.functional.cross_entropy(model(images, tokens), labels).backward()
+        optimizer.step()
+
+    for name, parametrization in wrapped.items():
+        module_name, _, attr = name.rpartition(".")
+        original = model.get_submodule(module_name).parametrizations[attr].original
+        assert torch.equal(original, before[name]), f"frozen weight {name} changed"
+        assert parametrization.update.abs().sum() > 0, f"update of {name} did not train"
+    remove_masked_noise(model)
+    after = model.state_dict()
+    for name in EXPECTED_MASKED:
+        assert torch.equal(after[name], before[name])
+    changed_dense = {name for name in after if name not in EXPECTED_MASKED and not torch.equal(after[name], before[name])}
+    assert {"conv.bias", "head.bias", "norm.weight", "norm.running_mean", "lstm.bias_ih_l0"} <= changed_dense
+
+
+def test_frozen_weight_gets_no_gradient_and_update_gets_the_weight_gradient():
+    model = nn.Linear(4, 2, bias=False)
+    wrapped = apply_masked_noise(model, seed=1)["weight"]
+    x = torch.randn(3, 4)
+    model(x).sum().backward()
+    assert model.parametrizations.weight.original.grad is None
+    assert torch.allclose(wrapped.update.grad, torch.ones(3, 2).t() @ x)
+
+
+def test_unwrapping_gives_back_a_plain_module_with_the_original_weights():
+    model = Mixed()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    apply_masked_noise(model, seed=3)
+    assert is_masked(model) and type(model.conv) is not nn.Conv2d
+    remove_masked_noise(model)
+    assert not is_masked(model)
+    assert type(model.conv) is nn.Conv2d and type(model.head) is nn.Linear
+    assert set(model.state_dict()) == set(before)
+    assert all(torch.equal(model.state_dict()[k], before[k]) for k in before)
+    assert all(p.requires_grad for p in model.parameters())
+
+
+def test_wrapping_twice_is_refused():
+    model = nn.Linear(3, 3)
+    apply_masked_noise(model, seed=0)
+    with pytest.raises(ValueError, match="already"):
+        apply_masked_noise(model, seed=0)
+
+
+def test_nothing_selected_is_an_error():
+    with pytest.raises(ValueError, match="nothing would be masked"):
+        apply_masked_noise(nn.BatchNorm1d(3), seed=0)
+
+
+def test_new_tensors_are_only_noise_and_update_per_masked_parameter():
+    model = nn.Sequential(nn.Linear(100, 50), nn.Linear(50, 10))
+    params_before = sum(p.numel() for p in model.parameters())
+    apply_masked_noise(model, seed=0)
+    parametrizations = masked_parametrizations(model)
+    extra = sum(p.update.numel() + p.noise.numel() for p in parametrizations.values())
+    assert extra == 2 * (100 * 50 + 50 * 10)
+    assert sum(p.numel() for p in model.parameters()) == params_before + extra // 2
+    assert all(isinstance(p, MaskedNoise) for p in parametrizations.values())
+
+
+@pytest.mark.parametrize("kind", ["binary", "signed"])
+def test_server_reconstruction_matches_the_client_noise(kind):
+    spec = NoiseSpec("uniform", 0.01)
+    model = nn.Linear(30, 20)
+    wrapped = apply_masked_noise(model, seed=77, kind=kind, noise=spec)
+    with torch.no_grad():
+        wrapped["weight"].update.copy_(wrapped["weight"].noise * 0.6)
+    masks = sample_final_masks(model, make_generator(0))
+    delta = reconstruct_delta(77, "weight", masks["weight"], kind, spec)
+    values = masks["weight"].float() if kind == "binary" else masks["weight"].float() * 2 - 1
+    assert torch.equal(delta, wrapped["weight"].noise * values)
+    assert torch.equal(wrapped["weight"].noise, generate_noise(77, "weight", (20, 30), spec))
+
+
+def test_final_masks_follow_the_learned_ratio():
+    model = nn.Linear(400, 250, bias=False)
+    wrapped = apply_masked_noise(model, seed=1)["weight"]
+    with torch.no_grad():
+        wrapped.update.copy_(wrapped.noise * 0.25)
+    masks = sample_final_masks(model, make_generator(2))
+    assert masks["weight"].dtype == torch.bool and masks["weight"].device.type == "cpu"
+    assert abs(masks["weight"].float().mean().item() - 0.25) < 0.01
