@@ -1,7 +1,17 @@
 """Federated callbacks: hooks called at named moments of a FedMRN run."""
 
 from .base import FederatedCallback
+from .checkpoint import CHECKPOINT_NAME, FederatedCheckpoint, load_checkpoint, save_checkpoint
 from .mask_packing import DENSE_DTYPES, MaskPacking
 from .seed_sync import SeedSync
 
-__all__ = ["DENSE_DTYPES", "FederatedCallback", "MaskPacking", "SeedSync"]
+__all__ = [
+    "CHECKPOINT_NAME",
+    "DENSE_DTYPES",
+    "FederatedCallback",
+    "FederatedCheckpoint",
+    "MaskPacking",
+    "SeedSync",
+    "load_checkpoint",
+    "save_checkpoint",
+]

@@ -12,12 +12,20 @@ __all__ = ["main"]
 
 
 def _fit(args: argparse.Namespace) -> int:
+    from fedmrn_pl.callbacks import CHECKPOINT_NAME
     from fedmrn_pl.experiment import run_experiment
 
     overrides = list(args.overrides)
+    config_path = args.config
     if args.resume:
-        overrides.append(f"resume={args.resume}")
-    config = load_config(args.config, overrides)
+        # Continue in the run's own directory with the config it was started with.
+        resume_dir = Path(args.resume)
+        if not (resume_dir / CHECKPOINT_NAME).is_file():
+            print(f"error: {resume_dir} holds no {CHECKPOINT_NAME}; pass the output_dir of an earlier run", file=sys.stderr)
+            return 2
+        config_path = config_path or resume_dir / "config.yaml"
+        overrides += [f"resume={resume_dir}", f"output_dir={resume_dir}"]
+    config = load_config(config_path, overrides)
     summary = run_experiment(config)
     accuracy = summary["final_test_accuracy"]
     print(
@@ -83,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.handler(args)
-    except ConfigError as error:
+    except (ConfigError, FileNotFoundError) as error:  # bad config, missing dataset or checkpoint
         print(f"error: {error}", file=sys.stderr)
         return 2
 

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from fedmrn_pl.callbacks import FederatedCallback, MaskPacking
+from fedmrn_pl.callbacks import FederatedCallback, FederatedCheckpoint, MaskPacking, load_checkpoint
 from fedmrn_pl.config import to_container
 from fedmrn_pl.data import FederatedDataModule, format_partition_stats
 from fedmrn_pl.federated import FedAvg, FederatedTrainer, FedMRN, run_summary, write_metrics_json
@@ -95,9 +94,13 @@ def method_label(config: DictConfig) -> str:
     return f"fedmrn-{config.method.mask}" if config.method.name == "fedmrn" else config.method.name
 
 
+def run_callbacks(config: DictConfig) -> list[FederatedCallback]:
+    """The callbacks a configured run adds on its own (progress, tracking)."""
+    return []
+
+
 def run_experiment(config: DictConfig, callbacks: Sequence[FederatedCallback] = (), echo: bool = True) -> dict[str, Any]:
     """Run ``config`` end to end; write ``<output_dir>/metrics.json`` and return its content."""
-    started = time.perf_counter()
     output_dir = Path(config.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     OmegaConf.save(config, output_dir / "config.yaml")
@@ -105,13 +108,18 @@ def run_experiment(config: DictConfig, callbacks: Sequence[FederatedCallback] = 
     if echo:
         print(f"data: {config.data.name}, {config.data.num_clients} clients, partition {config.data.partition}")
         print(format_partition_stats(datamodule.partition_stats))
-    trainer = build_trainer(config, callbacks, datamodule)
+    saving = [FederatedCheckpoint(output_dir, config.checkpoint_every)] if config.checkpoint_every else []
+    trainer = build_trainer(config, [*run_callbacks(config), *callbacks, *saving], datamodule)
+    if config.resume:
+        trainer.load_state_dict(load_checkpoint(config.resume))
+        if echo:
+            print(f"resumed from {config.resume} after round {trainer.completed_rounds} of {trainer.rounds}")
     trainer.fit()
     summary = run_summary(
         method_label(config),
         trainer.history,
         trainer.global_state,
-        time.perf_counter() - started,
+        trainer.elapsed_seconds,
         extra={"dense_dtype": config.method.dense_dtype, "config": to_container(config)},
     )
     write_metrics_json(output_dir / "metrics.json", summary)

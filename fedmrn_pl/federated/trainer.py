@@ -25,6 +25,7 @@ from fedmrn_pl.federated.report import state_bytes
 from fedmrn_pl.federated.sampling import sample_clients
 from fedmrn_pl.federated.strategies import FedMRN, Strategy
 from fedmrn_pl.masking import MaskingConfig
+from fedmrn_pl.seeding import derive_seed
 from fedmrn_pl.update import ClientUpdate
 from fedmrn_pl.wire import PayloadError, TensorSpec, decode_update
 
@@ -108,11 +109,14 @@ class FederatedTrainer:
         self.masked_names = self._masked_names()
         self.expected_manifest = self._expected_manifest()
         self.completed_rounds = 0  # rounds finished so far (the resume point)
+        self.elapsed_seconds = 0.0  # wall time spent in fit(), over resumes too
+        self._fit_origin = time.perf_counter()
         self.history: list[dict[str, Any]] = []
 
     # ------------------------------------------------------------------ the run
     def fit(self) -> list[dict[str, Any]]:
         """Run the remaining rounds and return the per-round metrics."""
+        self._fit_origin = time.perf_counter() - self.elapsed_seconds
         try:
             self._call("on_fit_start")
             for server_round in range(self.completed_rounds + 1, self.rounds + 1):
@@ -121,6 +125,7 @@ class FederatedTrainer:
         except BaseException as exception:
             self._call("on_exception", exception)
             raise
+        self.elapsed_seconds = time.perf_counter() - self._fit_origin
         return self.history
 
     def run_round(self, server_round: int) -> dict[str, Any]:
@@ -149,6 +154,7 @@ class FederatedTrainer:
         metrics["round/seconds"] = time.perf_counter() - started
         self.history.append(metrics)
         self.completed_rounds = server_round
+        self.elapsed_seconds = time.perf_counter() - self._fit_origin
         self._call("on_round_end", server_round, metrics)
         return metrics
 
@@ -167,6 +173,8 @@ class FederatedTrainer:
         if job.seed is None:
             raise RuntimeError("no seed was issued to the client; keep SeedSync among the callbacks")
         started = time.perf_counter()
+        # Global RNG too (dropout in user models): a pure function of (run, round, client).
+        torch.manual_seed(derive_seed(self.run_seed, server_round, client_id, "torch_global"))
         try:
             loader = self.data.client_dataloader(client_id, server_round, self.batch_size)
             job.result = self.client.fit(self.global_state, server_round, client_id, job.seed, loader, job.num_examples)
@@ -255,6 +263,7 @@ class FederatedTrainer:
         return {
             "global_state": {name: tensor.clone() for name, tensor in self.global_state.items()},
             "completed_rounds": self.completed_rounds,
+            "elapsed_seconds": self.elapsed_seconds,
             "history": self.history,
             "strategy": self.strategy.state_dict(),
             "callbacks": {callback.state_key: callback.state_dict() for callback in self.callbacks},
@@ -270,6 +279,7 @@ class FederatedTrainer:
         self.global_state = dict(state["global_state"])
         self.module.load_state_dict(self.global_state)
         self.completed_rounds = int(state["completed_rounds"])
+        self.elapsed_seconds = float(state.get("elapsed_seconds", 0.0))
         self.history = list(state["history"])
         self.strategy.load_state_dict(state.get("strategy", {}))
         saved = state.get("callbacks", {})
