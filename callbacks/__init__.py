@@ -3,7 +3,9 @@
 from .base import FederatedCallback
 from .checkpoint import CHECKPOINT_NAME, FederatedCheckpoint, load_checkpoint, save_checkpoint
 from .mask_packing import DENSE_DTYPES, MaskPacking
+from .progress import ProgressDisplay
 from .seed_sync import SeedSync
+from .wandb_logger import WandbLogger
 
 __all__ = [
     "CHECKPOINT_NAME",
@@ -11,7 +13,9 @@ __all__ = [
     "FederatedCallback",
     "FederatedCheckpoint",
     "MaskPacking",
+    "ProgressDisplay",
     "SeedSync",
+    "WandbLogger",
     "load_checkpoint",
     "save_checkpoint",
 ]

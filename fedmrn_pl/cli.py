@@ -70,6 +70,24 @@ def _format_payload(path: Path, info: dict) -> str:
     return "\n".join(lines)
 
 
+def _plot(args: argparse.Namespace) -> int:
+    from fedmrn_pl.plots import plot_runs
+
+    run_dirs = [Path(run_dir) for run_dir in args.run_dirs]
+    if args.out:
+        out_dir = Path(args.out)
+    else:
+        out_dir = run_dirs[0] if len(run_dirs) == 1 else Path("plots")
+    try:
+        paths = plot_runs(run_dirs, out_dir)
+    except (OSError, ValueError) as error:  # missing or malformed metrics.json, unwritable OUT
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    for path in paths:
+        print(path)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``fedmrn-pl``."""
     parser = argparse.ArgumentParser(prog="fedmrn-pl", description="Federated learning with masked random noise (FedMRN).")
@@ -82,6 +100,13 @@ def build_parser() -> argparse.ArgumentParser:
     inspect = commands.add_parser("inspect", help="validate and summarise a saved payload")
     inspect.add_argument("payload", help="a .fmrn payload file")
     inspect.set_defaults(handler=_inspect)
+    plot = commands.add_parser(
+        "plot", help="plot test accuracy per round and vs. uplink bytes",
+        description="Plot the metrics.json of one or more runs: accuracy_vs_round.png and accuracy_vs_uplink.png.",
+    )
+    plot.add_argument("run_dirs", nargs="+", metavar="DIR", help="run directories holding a metrics.json")
+    plot.add_argument("--out", default=None, metavar="OUT", help="where to write the PNGs (default: DIR for one run, ./plots for several)")
+    plot.set_defaults(handler=_plot)
     return parser
 
 

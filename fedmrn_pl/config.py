@@ -76,7 +76,8 @@ class TrainConfig:
     weight_decay: float = 0.0
     min_clients: int = 1  # fewest valid updates that may change the global model
     accelerator: str = "cpu"  # passed to lightning.Trainer: cpu, gpu, auto ...
-    devices: int = 1
+    devices: int = 1  # GPUs to use; with client_workers > 1, worker k trains on GPU k % devices
+    client_workers: int = 1  # processes training clients in parallel (1: in the main process)
     precision: str = "32-true"
 
 
@@ -120,7 +121,8 @@ _CHOICES = {
     "wandb.mode": WANDB_MODES,
 }
 _POSITIVE = ("data.num_clients", "data.min_size", "data.labels_per_client", "data.test_batch_size", "train.rounds",
-             "train.clients_per_round", "train.local_epochs", "train.batch_size", "train.min_clients", "train.devices")
+             "train.clients_per_round", "train.local_epochs", "train.batch_size", "train.min_clients", "train.devices",
+             "train.client_workers")
 
 
 def bundled_config_path(name: str = "default") -> Path:
@@ -170,6 +172,11 @@ def validate(config: DictConfig) -> None:
             raise ConfigError(f"{key} must be > 0")
     if config.method.alpha is not None and not config.method.alpha > 0:
         raise ConfigError(f"method.alpha={config.method.alpha} must be > 0 (or null for the paper's default)")
+    if config.train.devices > 1 and config.train.client_workers < config.train.devices:
+        raise ConfigError(
+            f"train.devices={config.train.devices} needs train.client_workers >= {config.train.devices}: "
+            "each client trains on one device, and several devices train several clients at once"
+        )
     if config.checkpoint_every < 0:
         raise ConfigError("checkpoint_every must be >= 0 (0 disables checkpoints)")
 

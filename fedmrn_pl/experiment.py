@@ -6,14 +6,16 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import torch
 from omegaconf import DictConfig, OmegaConf
 
-from fedmrn_pl.callbacks import FederatedCallback, FederatedCheckpoint, MaskPacking, load_checkpoint
+from fedmrn_pl.callbacks import FederatedCallback, FederatedCheckpoint, MaskPacking, ProgressDisplay, WandbLogger, load_checkpoint
 from fedmrn_pl.config import to_container
 from fedmrn_pl.data import FederatedDataModule, format_partition_stats
 from fedmrn_pl.federated import FedAvg, FederatedTrainer, FedMRN, run_summary, write_metrics_json
 from fedmrn_pl.masking import MaskingConfig, ParameterSelector, default_alpha
 from fedmrn_pl.models import build_model
+from fedmrn_pl.plots import plot_run
 from fedmrn_pl.seeding import derive_seed
 from fedmrn_pl.task import ClassificationTask
 from fedmrn_pl.update import NoiseSpec
@@ -85,8 +87,14 @@ def build_trainer(config: DictConfig, callbacks: Sequence[FederatedCallback] = (
         run_seed=config.seed,
         min_clients=train.min_clients,
         callbacks=[*callbacks, packing],
-        trainer_kwargs={"accelerator": train.accelerator, "devices": train.devices, "precision": train.precision},
+        trainer_kwargs={"accelerator": train.accelerator, "devices": 1, "precision": train.precision},
+        client_workers=train.client_workers,
+        worker_devices=list(range(train.devices)) if _uses_gpu(train.accelerator) else None,
     )
+
+
+def _uses_gpu(accelerator: str) -> bool:
+    return accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
 
 
 def method_label(config: DictConfig) -> str:
@@ -96,7 +104,24 @@ def method_label(config: DictConfig) -> str:
 
 def run_callbacks(config: DictConfig) -> list[FederatedCallback]:
     """The callbacks a configured run adds on its own (progress, tracking)."""
-    return []
+    callbacks: list[FederatedCallback] = [ProgressDisplay(enabled=config.progress)]
+    settings = config.wandb
+    if settings.enabled:
+        callbacks.append(
+            WandbLogger(
+                project=settings.project,
+                entity=settings.entity,
+                name=settings.name,
+                group=settings.group,
+                tags=list(settings.tags),
+                mode=settings.mode,
+                dir=config.output_dir,
+                config=to_container(config),
+                log_model=settings.log_model,
+                label=method_label(config),
+            )
+        )
+    return callbacks
 
 
 def run_experiment(config: DictConfig, callbacks: Sequence[FederatedCallback] = (), echo: bool = True) -> dict[str, Any]:
@@ -123,4 +148,5 @@ def run_experiment(config: DictConfig, callbacks: Sequence[FederatedCallback] = 
         extra={"dense_dtype": config.method.dense_dtype, "config": to_container(config)},
     )
     write_metrics_json(output_dir / "metrics.json", summary)
+    plot_run(output_dir)
     return summary

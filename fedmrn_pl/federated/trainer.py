@@ -24,8 +24,8 @@ from fedmrn_pl.federated.job import ClientJob
 from fedmrn_pl.federated.report import state_bytes
 from fedmrn_pl.federated.sampling import sample_clients
 from fedmrn_pl.federated.strategies import FedMRN, Strategy
+from fedmrn_pl.federated.workers import ClientTask, ClientWorkerPool, TaskOutcome, train_client
 from fedmrn_pl.masking import MaskingConfig
-from fedmrn_pl.seeding import derive_seed
 from fedmrn_pl.update import ClientUpdate
 from fedmrn_pl.wire import PayloadError, TensorSpec, decode_update
 
@@ -65,6 +65,10 @@ class FederatedTrainer:
         trainer_kwargs: passed to each local ``lightning.Trainer`` and the evaluation one
             (``accelerator``, ``devices``, ``precision`` ...).
         max_payload_bytes: payloads above this size are refused unread.
+        client_workers: processes that train clients in parallel (1: in this process).
+        worker_devices: device indices the workers spread over, e.g. ``[0, 1, 2, 3]`` for
+            four GPUs (worker k uses ``worker_devices[k % len]``); None keeps
+            ``trainer_kwargs["devices"]``.
     """
 
     def __init__(
@@ -83,6 +87,8 @@ class FederatedTrainer:
         callbacks: Sequence[FederatedCallback] = (),
         trainer_kwargs: Mapping[str, Any] | None = None,
         max_payload_bytes: int = 1 << 31,
+        client_workers: int = 1,
+        worker_devices: Sequence[Any] | None = None,
     ) -> None:
         if isinstance(strategy, FedMRN) != (masking is not None):
             raise ValueError("FedMRN needs a MaskingConfig and dense strategies need masking=None")
@@ -102,6 +108,11 @@ class FederatedTrainer:
         self.run_seed = run_seed
         self.min_clients = min_clients
         self.max_payload_bytes = max_payload_bytes
+        if not isinstance(client_workers, int) or client_workers < 1:
+            raise ValueError(f"client_workers must be an int >= 1, got {client_workers!r}")
+        self.client_workers = client_workers
+        self.worker_devices = list(worker_devices) if worker_devices is not None else None
+        self._pool: ClientWorkerPool | None = None
         self.trainer_kwargs = dict(trainer_kwargs or {})
         self.callbacks = _with_default_callbacks(callbacks)
         self.client = FederatedClient(module, masking, local_epochs, run_seed, self.trainer_kwargs)
@@ -118,13 +129,21 @@ class FederatedTrainer:
         """Run the remaining rounds and return the per-round metrics."""
         self._fit_origin = time.perf_counter() - self.elapsed_seconds
         try:
+            if self.client_workers > 1 and self.completed_rounds < self.rounds:
+                self._pool = ClientWorkerPool(self.client, self.data, self.batch_size, self.client_workers, self.worker_devices)
             self._call("on_fit_start")
             for server_round in range(self.completed_rounds + 1, self.rounds + 1):
                 self.run_round(server_round)
             self._call("on_fit_end")
         except BaseException as exception:
             self._call("on_exception", exception)
+            if self._pool is not None:
+                self._pool.terminate()
+                self._pool = None
             raise
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
         self.elapsed_seconds = time.perf_counter() - self._fit_origin
         return self.history
 
@@ -133,7 +152,7 @@ class FederatedTrainer:
         started = time.perf_counter()
         client_ids = sample_clients(self.run_seed, server_round, self.data.num_clients, self.clients_per_round)
         self._call("on_round_start", server_round, client_ids)
-        jobs = [self._train_client(server_round, client_id) for client_id in client_ids]
+        jobs = self._train_clients(server_round, client_ids)
         self._call("on_aggregate_start", server_round, jobs)
         accepted = self._receive(server_round, jobs)
         kept_previous = len(accepted) < self.min_clients
@@ -167,23 +186,32 @@ class FederatedTrainer:
         return {key: float(value) for key, value in (results[0] if results else {}).items()}
 
     # ------------------------------------------------------------ client side
-    def _train_client(self, server_round: int, client_id: int) -> ClientJob:
+    def _train_clients(self, server_round: int, client_ids: list[int]) -> list[ClientJob]:
+        """Train the round's clients here, one after another, or in the worker pool."""
+        if self._pool is None:
+            jobs = []
+            for client_id in client_ids:
+                job = self._start_job(server_round, client_id)
+                self._finish_job(job, train_client(self.client, self.data, self.global_state, _task(job), self.batch_size))
+                jobs.append(job)
+            return jobs
+        jobs = [self._start_job(server_round, client_id) for client_id in client_ids]
+        for job, outcome in zip(jobs, self._pool.run(self.global_state, [_task(job) for job in jobs])):
+            self._finish_job(job, outcome)
+        return jobs
+
+    def _start_job(self, server_round: int, client_id: int) -> ClientJob:
         job = ClientJob(server_round, client_id, self.data.client_num_examples(client_id))
         self._call("on_client_fit_start", job)
         if job.seed is None:
             raise RuntimeError("no seed was issued to the client; keep SeedSync among the callbacks")
-        started = time.perf_counter()
-        # Global RNG too (dropout in user models): a pure function of (run, round, client).
-        torch.manual_seed(derive_seed(self.run_seed, server_round, client_id, "torch_global"))
-        try:
-            loader = self.data.client_dataloader(client_id, server_round, self.batch_size)
-            job.result = self.client.fit(self.global_state, server_round, client_id, job.seed, loader, job.num_examples)
-        except Exception as error:  # a failing client must not end the run
-            job.dropped = f"training failed: {type(error).__name__}: {error}"
-            log.warning("round %d: client %d dropped, %s", server_round, client_id, job.dropped)
-        job.seconds = time.perf_counter() - started
-        self._call("on_client_fit_end", job)
         return job
+
+    def _finish_job(self, job: ClientJob, outcome: TaskOutcome) -> None:
+        job.result, job.dropped, job.seconds = outcome.result, outcome.error, outcome.seconds
+        if job.dropped is not None:
+            log.warning("round %d: client %d dropped, %s", job.server_round, job.client_id, job.dropped)
+        self._call("on_client_fit_end", job)
 
     # ------------------------------------------------------------ server side
     def _receive(self, server_round: int, jobs: list[ClientJob]) -> list[tuple[ClientJob, ClientUpdate]]:
@@ -290,6 +318,11 @@ class FederatedTrainer:
     def _call(self, hook: str, *args: Any) -> None:
         for callback in self.callbacks:
             getattr(callback, hook)(self, *args)
+
+
+def _task(job: ClientJob) -> ClientTask:
+    assert job.seed is not None
+    return ClientTask(job.server_round, job.client_id, job.seed, job.num_examples)
 
 
 def _with_default_callbacks(callbacks: Sequence[FederatedCallback]) -> list[FederatedCallback]:

@@ -27,10 +27,10 @@ from fedmrn_pl.masking.selection import ParameterSelector
 __all__ = [
     "MASKED_KINDS",
     "MIN_NOISE_MAGNITUDE",
-    "SCHEDULES",
     "MaskedNoise",
     "MaskingConfig",
     "ParameterSelector",
+    "SCHEDULES",
     "apply_masked_noise",
     "default_alpha",
     "expected_mask",

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from fedmrn_pl.masking.functional import MASKED_KINDS, masked_noise, stochastic_mask
+from fedmrn_pl.masking.functional import MASKED_KINDS, masked_weight, stochastic_mask
 from fedmrn_pl.masking.noise import generate_noise
 from fedmrn_pl.masking.selection import ParameterSelector
 from fedmrn_pl.update import NoiseSpec
@@ -43,7 +43,7 @@ class MaskedNoise(nn.Module):
         self.generator: torch.Generator | None = None  # stream of the SM/PSM draws
 
     def forward(self, weight: torch.Tensor) -> torch.Tensor:
-        return weight + masked_noise(self.update, self.noise, self.kind, self.probability, self.generator)
+        return masked_weight(weight, self.update, self.noise, self.kind, self.probability, self.generator)
 
 
 def masked_parametrizations(model: nn.Module) -> dict[str, MaskedNoise]:

@@ -1,0 +1,138 @@
+"""Run figures: test accuracy per round and against cumulative uplink bytes.
+
+The plots read only the per-round metrics (the ``per_round`` list of a run's
+``metrics.json``, or ``FederatedTrainer.history`` while a run is live), so the same
+code draws a finished run from disk and the W&B logger's figures at the end of a fit.
+Figures are built on ``matplotlib.figure.Figure`` with the Agg canvas: no display,
+no pyplot global state.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.ticker import LogFormatter, MaxNLocator
+
+__all__ = ["PLOT_NAMES", "load_run", "plot_histories", "plot_run", "plot_runs"]
+
+METRICS_NAME = "metrics.json"
+PLOT_NAMES = ("accuracy_vs_round.png", "accuracy_vs_uplink.png")
+_REQUIRED_KEYS = ("round", "test/acc", "uplink/cumulative_bytes")
+
+History = Sequence[Mapping[str, Any]]
+
+
+def load_run(run_dir: str | Path) -> tuple[str, list[dict[str, Any]]]:
+    """Read a run directory's ``metrics.json``: its method label and per-round metrics.
+
+    Raises:
+        FileNotFoundError: the directory has no ``metrics.json``.
+        ValueError: the file is not JSON or lacks the per-round fields the plots need.
+    """
+    path = Path(run_dir) / METRICS_NAME
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist; is {Path(run_dir)} a fedmrn-pl run directory?")
+    try:
+        summary = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(f"{path} is not valid JSON: {error}") from None
+    if not isinstance(summary, dict) or not isinstance(summary.get("per_round"), list):
+        raise ValueError(f"{path} has no 'per_round' list; expected the metrics.json written by `fedmrn-pl fit`")
+    per_round = summary["per_round"]
+    if not per_round:
+        raise ValueError(f"{path} has no rounds to plot")
+    for index, metrics in enumerate(per_round):
+        missing = [key for key in _REQUIRED_KEYS if not isinstance(metrics, dict) or key not in metrics]
+        if missing:
+            raise ValueError(f"{path}: per_round[{index}] lacks {missing}")
+    return str(summary.get("method") or Path(run_dir).name), per_round
+
+
+def plot_histories(runs: Sequence[tuple[str, History]], out_dir: str | Path) -> list[Path]:
+    """Draw one line per ``(label, per_round)`` run and write the PNGs into ``out_dir``.
+
+    Args:
+        runs: each run's legend label and its per-round metrics, in plotting order.
+        out_dir: created if missing; existing plots there are replaced.
+
+    Returns:
+        The paths written: ``accuracy_vs_round.png`` and ``accuracy_vs_uplink.png``.
+    """
+    if not runs:
+        raise ValueError("nothing to plot: no runs given")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    by_round = _figure("Test accuracy per round", "round", "test accuracy")
+    by_uplink = _figure("Test accuracy vs. cumulative uplink", "cumulative uplink (MB, log scale)", "test accuracy")
+    for label, history in runs:
+        rounds = [int(metrics["round"]) for metrics in history]
+        accuracy = [_number(metrics.get("test/acc")) for metrics in history]
+        uplink_mb = [_number(metrics.get("uplink/cumulative_bytes")) / 1e6 for metrics in history]
+        by_round.axes[0].plot(rounds, accuracy, marker="o", markersize=3, label=label)
+        # A log axis cannot show runs whose uplink is still zero (every client dropped).
+        points = [(mb, acc) for mb, acc in zip(uplink_mb, accuracy) if mb > 0]
+        by_uplink.axes[0].plot([mb for mb, _ in points], [acc for _, acc in points], marker="o", markersize=3, label=label)
+    by_round.axes[0].xaxis.set_major_locator(MaxNLocator(integer=True))
+    by_uplink.axes[0].set_xscale("log")
+    by_uplink.axes[0].xaxis.set_major_formatter(_PlainLogFormatter(labelOnlyBase=True))
+    by_uplink.axes[0].xaxis.set_minor_formatter(_PlainLogFormatter(labelOnlyBase=False))
+    paths = []
+    for figure, name in zip((by_round, by_uplink), PLOT_NAMES):
+        figure.axes[0].legend(loc="best", fontsize="small")
+        path = out_dir / name
+        figure.savefig(path, dpi=120)
+        paths.append(path)
+    return paths
+
+
+def plot_runs(run_dirs: Sequence[str | Path], out_dir: str | Path) -> list[Path]:
+    """Compare runs: read each directory's ``metrics.json`` and plot them together.
+
+    Lines are labelled by method; when two runs share a method the run directory's
+    name is added so the legend tells them apart.
+
+    Raises:
+        FileNotFoundError: a directory has no ``metrics.json``.
+        ValueError: no directories, or a ``metrics.json`` is malformed.
+    """
+    if not run_dirs:
+        raise ValueError("nothing to plot: no run directories given")
+    loaded = [(Path(run_dir), *load_run(run_dir)) for run_dir in run_dirs]
+    counts = Counter(label for _, label, _ in loaded)
+    runs = [(f"{label} ({run_dir.name})" if counts[label] > 1 else label, history) for run_dir, label, history in loaded]
+    return plot_histories(runs, out_dir)
+
+
+def plot_run(run_dir: str | Path) -> list[Path]:
+    """Plot one finished run into its own directory, next to its ``metrics.json``."""
+    return plot_runs([run_dir], run_dir)
+
+
+class _PlainLogFormatter(LogFormatter):
+    """Log-axis labels as plain numbers (0.3, 1, 10) where matplotlib would write 3e-01."""
+
+    def __call__(self, x: float, pos: int | None = None) -> str:
+        return f"{x:g}" if super().__call__(x, pos) else ""
+
+
+def _figure(title: str, xlabel: str, ylabel: str) -> Figure:
+    figure = Figure(figsize=(6.4, 4.2), layout="constrained")
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot()
+    axes.set_title(title)
+    axes.set_xlabel(xlabel)
+    axes.set_ylabel(ylabel)
+    axes.grid(True, which="major", alpha=0.3)
+    return figure
+
+
+def _number(value: Any) -> float:
+    """metrics.json writes NaN as null; plot it as a gap."""
+    return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else math.nan

@@ -1,0 +1,99 @@
+"""ProgressDisplay: one plain line per round off a terminal, bars on one, silence when disabled."""
+
+from __future__ import annotations
+
+import io
+import math
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from fedmrn_pl.callbacks import ProgressDisplay
+from fedmrn_pl.callbacks.progress import format_round, is_interactive
+
+
+def round_metrics(server_round: int, accuracy: float, dropped: int = 0) -> dict[str, Any]:
+    return {
+        "round": server_round,
+        "clients": [0, 1, 2],
+        "accepted_clients": 3 - dropped,
+        "dropped_clients": [{"client_id": 2, "reason": "training failed"}] * dropped,
+        "train/loss": 0.5,
+        "uplink/bytes": 290_000,
+        "uplink/cumulative_bytes": 290_000 * server_round,
+        "uplink/dense_bytes": 7_830_000,
+        "test/loss": 0.2311,
+        "test/acc": accuracy,
+        "round/seconds": 2.14,
+    }
+
+
+def simulate(display: ProgressDisplay, rounds: list[dict[str, Any]], total: int) -> SimpleNamespace:
+    """Call the hooks the way FederatedTrainer does, on a stand-in trainer."""
+    trainer = SimpleNamespace(rounds=total, completed_rounds=0, history=[])
+    display.on_fit_start(trainer)
+    for metrics in rounds:
+        display.on_round_start(trainer, metrics["round"], metrics["clients"])
+        for client_id in metrics["clients"]:
+            display.on_client_fit_start(trainer, SimpleNamespace(client_id=client_id))
+            display.on_client_fit_end(trainer, SimpleNamespace(client_id=client_id))
+        trainer.history.append(metrics)
+        trainer.completed_rounds = metrics["round"]
+        display.on_round_end(trainer, metrics["round"], metrics)
+    display.on_fit_end(trainer)
+    return trainer
+
+
+def test_format_round_shows_the_round_figures() -> None:
+    metrics = round_metrics(3, 0.93124)
+    history = [round_metrics(1, 0.5), round_metrics(2, 0.8), metrics]
+    assert format_round(metrics, 10, history) == (
+        "round 3/10  acc 0.9312  loss 0.2311  uplink 0.29 MB (cum 0.87 MB, 27.0x)  dropped 0  2.1 s"
+    )
+
+
+def test_format_round_tolerates_missing_and_nan_figures() -> None:
+    metrics = {"round": 1, "test/acc": math.nan, "uplink/bytes": 0, "uplink/cumulative_bytes": 0, "dropped_clients": [{}, {}]}
+    line = format_round(metrics, 2, [metrics])
+    assert line.startswith("round 1/2  acc -  loss -  uplink 0.00 MB (cum 0.00 MB, -)  dropped 2")
+
+
+def test_non_interactive_prints_one_line_per_round(capsys: pytest.CaptureFixture[str]) -> None:
+    rounds = [round_metrics(1, 0.61), round_metrics(2, 0.85, dropped=1)]
+    simulate(ProgressDisplay(), rounds, total=2)  # captured stdout is no terminal
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2
+    assert lines[0].startswith("round 1/2  acc 0.6100  loss 0.2311  uplink 0.29 MB (cum 0.29 MB, 27.0x)  dropped 0")
+    assert lines[1].startswith("round 2/2  acc 0.8500  loss 0.2311  uplink 0.29 MB (cum 0.58 MB, 27.0x)  dropped 1")
+
+
+def test_disabled_prints_nothing(capsys: pytest.CaptureFixture[str]) -> None:
+    simulate(ProgressDisplay(enabled=False), [round_metrics(1, 0.6)], total=1)
+    simulate(ProgressDisplay(enabled=False, interactive=True), [round_metrics(1, 0.6)], total=1)
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err == ""
+
+
+def test_interactive_draws_bars_with_accuracy_and_uplink(capsys: pytest.CaptureFixture[str]) -> None:
+    simulate(ProgressDisplay(interactive=True), [round_metrics(1, 0.61), round_metrics(2, 0.85)], total=2)
+    out = capsys.readouterr().out
+    assert "rounds" in out and "2/2" in out
+    assert "acc=0.8500" in out and "uplink=0.58 MB" in out
+    assert "round 1/2  acc" not in out  # no plain lines when bars are drawn
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_terminal_is_interactive_unless_ci(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CI", raising=False)
+    monkeypatch.setattr("sys.stdout", _Terminal())
+    assert is_interactive()
+    monkeypatch.setenv("CI", "true")
+    assert not is_interactive()
+    monkeypatch.setattr("sys.stdout", io.StringIO())
+    monkeypatch.delenv("CI")
+    assert not is_interactive()
