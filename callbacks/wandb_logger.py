@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from fedmrn_pl.config import WANDB_MODES
+
 from .base import FederatedCallback
 
 if TYPE_CHECKING:
@@ -22,7 +24,6 @@ if TYPE_CHECKING:
 
 __all__ = ["MODEL_NAME", "WANDB_MODES", "WandbLogger", "resolve_mode", "round_scalars"]
 
-WANDB_MODES = ("offline", "online", "disabled")
 MODEL_NAME = "global_model.pt"
 
 

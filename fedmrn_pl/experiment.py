@@ -9,7 +9,14 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from fedmrn_pl.callbacks import FederatedCallback, FederatedCheckpoint, MaskPacking, ProgressDisplay, WandbLogger, load_checkpoint
+from fedmrn_pl.callbacks import (
+    FederatedCallback,
+    FederatedCheckpoint,
+    MaskPacking,
+    ProgressDisplay,
+    WandbLogger,
+    load_checkpoint,
+)
 from fedmrn_pl.config import to_container
 from fedmrn_pl.data import FederatedDataModule, format_partition_stats
 from fedmrn_pl.federated import FedAvg, FederatedTrainer, FedMRN, run_summary, write_metrics_json
