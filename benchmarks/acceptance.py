@@ -10,7 +10,7 @@ element of every other float tensor. The int64 BatchNorm ``num_batches_tracked``
 counters are left out of the bound (they are in the measured bytes on both sides).
 Row k repeats row a: the two global-model hashes must be equal.
 
-    python benchmarks/acceptance.py [--only a,b] [--out runs/acceptance] [--rounds 10]
+    python benchmarks/acceptance.py [--only a,b] [--out runs/acceptance] [key=value ...]
 """
 
 from __future__ import annotations

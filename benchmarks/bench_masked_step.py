@@ -138,6 +138,9 @@ def main() -> None:
           f"{sum(p.numel() for p in base.parameters()):,} parameters")
     print(f"memory    model parameters {param_bytes:,} B; noise + update tensors {extra:,} B "
           f"= {extra / param_bytes:.2f}x the parameters ({extra / masked_bytes:.1f}x the masked weights)")
+    largest = max(p.noise.numel() * p.noise.element_size() for p in found.values())
+    print(f"transient per step (from the code, not measured): effective weights kept for backward {masked_bytes:,} B; "
+          f"while one layer's PSM mask is computed, 3 temporaries of its size (ratio, draw, sampled), at most {3 * largest:,} B")
     if device.type == "cuda":
         plain_peak = cuda_peak_bytes(steps["plain"], device)
         masked_peak = cuda_peak_bytes(steps["binary p=0.5"], device)

@@ -113,5 +113,5 @@ def masked_noise(update: torch.Tensor, noise: torch.Tensor, kind: str, p: float,
 
 
 def masked_weight(weight: torch.Tensor, update: torch.Tensor, noise: torch.Tensor, kind: str, p: float, generator: torch.Generator | None = None) -> torch.Tensor:
-    """The effective weight ``w + n * M(u, n)``: same as ``weight + masked_noise(...)``, one kernel and one graph node fewer."""
+    """The effective weight ``w + n * M(u, n)``: ``weight + masked_noise(...)`` (up to rounding), one kernel and one graph node fewer."""
     return _MaskedWeight.apply(weight, update, noise, kind, float(p), generator)
