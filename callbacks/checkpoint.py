@@ -65,14 +65,16 @@ class FederatedCheckpoint(FederatedCallback):
     Args:
         dirpath: the run directory.
         every_n_rounds: rounds between saves; the last round is always saved.
+        extra: plain data saved beside the trainer state (e.g. the run's config fingerprint).
     """
 
-    def __init__(self, dirpath: str | Path, every_n_rounds: int = 1) -> None:
+    def __init__(self, dirpath: str | Path, every_n_rounds: int = 1, extra: dict[str, Any] | None = None) -> None:
         if not isinstance(every_n_rounds, int) or every_n_rounds < 1:
             raise ValueError(f"every_n_rounds must be an int >= 1, got {every_n_rounds!r}")
         self.path = Path(dirpath) / CHECKPOINT_NAME
         self.every_n_rounds = every_n_rounds
+        self.extra = dict(extra or {})
 
     def on_round_end(self, trainer: FederatedTrainer, server_round: int, metrics: dict[str, Any]) -> None:
         if server_round % self.every_n_rounds == 0 or server_round == trainer.rounds:
-            save_checkpoint(trainer.state_dict(), self.path)
+            save_checkpoint({**self.extra, **trainer.state_dict()}, self.path)

@@ -27,14 +27,21 @@ def _fit(args: argparse.Namespace) -> int:
         overrides += [f"resume={resume_dir}", f"output_dir={resume_dir}"]
     config = load_config(config_path, overrides)
     summary = run_experiment(config)
-    accuracy = summary["final_test_accuracy"]
     print(
-        f"{summary['method']}: final test accuracy {accuracy:.4f} (best {summary['best_test_accuracy']:.4f}) "
-        f"after {summary['rounds']} rounds; uplink {summary['uplink_bytes'] / 1e6:.3f} MB vs "
-        f"{summary['dense_uplink_bytes'] / 1e6:.3f} MB dense float32 = {summary['uplink_compression']:.2f}x compression"
+        f"{summary['method']}: final test accuracy {_number(summary['final_test_accuracy'], '.4f')} "
+        f"(best {_number(summary['best_test_accuracy'], '.4f')}) after {summary['rounds']} rounds; "
+        f"uplink {summary['uplink_bytes'] / 1e6:.3f} MB vs {summary['dense_uplink_bytes'] / 1e6:.3f} MB dense float32 "
+        f"= {_number(summary['uplink_compression'], '.2f')}x compression"
     )
-    print(f"metrics written to {Path(config.output_dir) / 'metrics.json'}")
+    if summary["dropped_clients"]:
+        print(f"{summary['dropped_clients']} client update(s) were dropped; reasons in metrics.json per_round[].dropped_clients")
+    print(f"metrics written to {Path(config.output_dir) / 'metrics.json'} (plots beside it)")
     return 0
+
+
+def _number(value: float | None, spec: str) -> str:
+    """Format a figure that may be missing (no test metric logged, nothing uploaded)."""
+    return "-" if value is None else format(value, spec)
 
 
 def _inspect(args: argparse.Namespace) -> int:
@@ -113,7 +120,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the process exit code."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command == "fit" and all("=" in item and not item.startswith("-") for item in extra):
+        args.overrides = [*args.overrides, *extra]  # overrides on both sides of --config/--resume
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         return args.handler(args)
     except (ConfigError, FileNotFoundError) as error:  # bad config, missing dataset or checkpoint

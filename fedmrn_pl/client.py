@@ -74,7 +74,8 @@ class ProgressiveMasking(L.Callback):
         for name, parametrization in masked_parametrizations(pl_module).items():
             if not bool(torch.isfinite(parametrization.update).all()):
                 raise FloatingPointError(f"non-finite values in the trained update of {name!r}")
-        self.masks = sample_final_masks(pl_module, make_generator(self.final_seed, pl_module.device))
+        # The uploaded mask is drawn on the CPU: the same u gives the same bits on any device.
+        self.masks = sample_final_masks(pl_module, make_generator(self.final_seed))
         self.stats = _mask_stats(masked_parametrizations(pl_module), self.masks)
 
     def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
@@ -87,8 +88,9 @@ class ProgressiveMasking(L.Callback):
 def _mask_stats(parametrizations: Mapping[str, Any], masks: Mapping[str, torch.Tensor]) -> dict[str, float]:
     ones = sum(int(mask.sum()) for mask in masks.values())
     numel = sum(mask.numel() for mask in masks.values())
-    ratio_sum = sum(float((p.update / p.noise).abs().sum()) for p in parametrizations.values())
-    return {"mask_ones_fraction": ones / max(numel, 1), "mean_abs_ratio": ratio_sum / max(numel, 1)}
+    update_sum = sum(float(p.update.abs().sum()) for p in parametrizations.values())
+    noise_sum = sum(float(p.noise.abs().sum()) for p in parametrizations.values())
+    return {"mask_ones_fraction": ones / max(numel, 1), "mean_abs_u_over_n": update_sum / max(noise_sum, 1e-30)}
 
 
 @dataclass
@@ -131,6 +133,7 @@ class FederatedClient:
     ) -> None:
         if local_epochs < 1:
             raise ValueError(f"local_epochs must be >= 1, got {local_epochs}")
+        quiet_lightning()
         self.module = module
         self.masking = masking
         self.local_epochs = local_epochs

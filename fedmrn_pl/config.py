@@ -15,7 +15,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-__all__ = ["ConfigError", "ExperimentConfig", "bundled_config_path", "load_config"]
+__all__ = ["ConfigError", "ExperimentConfig", "bundled_config_path", "load_config", "to_container", "validate"]
 
 METHODS = ("fedmrn", "fedavg")
 MASK_KINDS = ("binary", "signed")
@@ -140,11 +140,17 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     source = Path(path) if path is not None else bundled_config_path("default")
     if not source.is_file():
         raise ConfigError(f"config file {source} does not exist; bundled configs are in {bundled_config_path().parent}")
-    layers = [OmegaConf.load(source)]
+    try:
+        layers = [OmegaConf.load(source)]
+    except Exception as error:  # YAML syntax errors come in several types
+        raise ConfigError(f"config file {source} is not valid YAML: {error}") from None
     for override in overrides or []:
         if "=" not in override:
             raise ConfigError(f"override {override!r} must look like key=value, e.g. train.rounds=5")
-        layers.append(OmegaConf.from_dotlist([override]))
+        try:
+            layers.append(OmegaConf.from_dotlist([override]))
+        except Exception as error:
+            raise ConfigError(f"override {override!r} is not valid: {str(error).splitlines()[0]}") from None
     try:
         config = OmegaConf.merge(schema, *layers)
     except OmegaConfBaseException as error:
@@ -170,6 +176,11 @@ def validate(config: DictConfig) -> None:
     for key in ("train.lr", "data.beta"):
         if not OmegaConf.select(config, key) > 0:
             raise ConfigError(f"{key} must be > 0")
+    for key in ("train.momentum", "train.weight_decay"):
+        if not OmegaConf.select(config, key) >= 0:
+            raise ConfigError(f"{key} must be >= 0")
+    if config.method.alpha is not None and not config.method.alpha < 1:
+        raise ConfigError(f"method.alpha={config.method.alpha} is not valid; noise magnitudes are small, e.g. 0.01 (binary) or 0.005 (signed)")
     if config.method.alpha is not None and not config.method.alpha > 0:
         raise ConfigError(f"method.alpha={config.method.alpha} must be > 0 (or null for the paper's default)")
     if config.train.devices > 1 and config.train.client_workers < config.train.devices:

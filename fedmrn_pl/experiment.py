@@ -17,7 +17,7 @@ from fedmrn_pl.callbacks import (
     WandbLogger,
     load_checkpoint,
 )
-from fedmrn_pl.config import to_container
+from fedmrn_pl.config import ConfigError, to_container
 from fedmrn_pl.data import FederatedDataModule, format_partition_stats
 from fedmrn_pl.federated import FedAvg, FederatedTrainer, FedMRN, run_summary, write_metrics_json
 from fedmrn_pl.masking import MaskingConfig, ParameterSelector, default_alpha
@@ -109,6 +109,28 @@ def method_label(config: DictConfig) -> str:
     return f"fedmrn-{config.method.mask}" if config.method.name == "fedmrn" else config.method.name
 
 
+# Settings a resumed run may change; everything else must match the checkpoint's run.
+_RESUMABLE_KEYS = ("resume", "output_dir", "progress", "checkpoint_every", "save_payloads", "wandb", "train.rounds")
+
+
+def run_fingerprint(config: DictConfig) -> str:
+    """The config minus what a resume may change, as canonical YAML."""
+    fixed = to_container(config)
+    for key in _RESUMABLE_KEYS:
+        section, _, leaf = key.rpartition(".")
+        (fixed[section] if section else fixed).pop(leaf, None)
+    return OmegaConf.to_yaml(OmegaConf.create(fixed), sort_keys=True)
+
+
+def _check_same_run(checkpoint: dict[str, Any], config: DictConfig) -> None:
+    saved = checkpoint.get("run_fingerprint")
+    if saved is not None and saved != run_fingerprint(config):
+        raise ConfigError(
+            f"cannot resume {config.resume}: the config differs from the checkpoint's run in more than "
+            f"{list(_RESUMABLE_KEYS)}; resume with the run's own config.yaml"
+        )
+
+
 def run_callbacks(config: DictConfig) -> list[FederatedCallback]:
     """The callbacks a configured run adds on its own (progress, tracking)."""
     callbacks: list[FederatedCallback] = [ProgressDisplay(enabled=config.progress)]
@@ -135,15 +157,26 @@ def run_experiment(config: DictConfig, callbacks: Sequence[FederatedCallback] = 
     """Run ``config`` end to end; write ``<output_dir>/metrics.json`` and return its content."""
     output_dir = Path(config.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    OmegaConf.save(config, output_dir / "config.yaml")
-    datamodule = build_datamodule(config)
+    saved = config.copy()
+    saved.resume = None  # config.yaml describes the run; resuming is a choice of each invocation
+    OmegaConf.save(saved, output_dir / "config.yaml")
+    try:
+        datamodule = build_datamodule(config)
+    except ValueError as error:  # partition settings that the data cannot satisfy
+        raise ConfigError(f"data settings: {error}") from None
     if echo:
         print(f"data: {config.data.name}, {config.data.num_clients} clients, partition {config.data.partition}")
         print(format_partition_stats(datamodule.partition_stats))
-    saving = [FederatedCheckpoint(output_dir, config.checkpoint_every)] if config.checkpoint_every else []
-    trainer = build_trainer(config, [*run_callbacks(config), *callbacks, *saving], datamodule)
+    fingerprint = {"run_fingerprint": run_fingerprint(config)}
+    saving = [FederatedCheckpoint(output_dir, config.checkpoint_every, fingerprint)] if config.checkpoint_every else []
+    try:
+        trainer = build_trainer(config, [*run_callbacks(config), *callbacks, *saving], datamodule)
+    except (ValueError, TypeError) as error:  # model/masking/trainer settings that cannot work
+        raise ConfigError(str(error)) from None
     if config.resume:
-        trainer.load_state_dict(load_checkpoint(config.resume))
+        checkpoint = load_checkpoint(config.resume)
+        _check_same_run(checkpoint, config)
+        trainer.load_state_dict(checkpoint)
         if echo:
             print(f"resumed from {config.resume} after round {trainer.completed_rounds} of {trainer.rounds}")
     trainer.fit()

@@ -82,3 +82,19 @@ def test_a_missing_torchvision_dataset_names_the_expected_path(tmp_path, capsys)
     assert main(["fit", "--config", config, f"data.root={tmp_path}", f"output_dir={tmp_path / 'run'}"]) == 2
     err = capsys.readouterr().err
     assert str(tmp_path) in err and "cifar-10-batches-py" in err and "download" in err
+
+
+def test_overrides_may_come_on_both_sides_of_resume_and_a_changed_run_is_refused(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["fit", *SMALL, f"output_dir={out}"]) == 0
+    assert main(["fit", "progress=false", "--resume", str(out), "train.rounds=2"]) == 0
+    assert json.loads((out / "metrics.json").read_text())["rounds"] == 2
+    assert "resume" not in (out / "config.yaml").read_text().replace("resume: null", "")
+    capsys.readouterr()
+    assert main(["fit", "--resume", str(out), "seed=5", "train.rounds=3"]) == 2
+    assert "config differs from the checkpoint" in capsys.readouterr().err
+
+
+def test_unsatisfiable_partitions_are_config_errors(capsys):
+    assert main(["fit", "data.name=digits", "data.num_clients=2000", "train.clients_per_round=5"]) == 2
+    assert "error: data settings" in capsys.readouterr().err

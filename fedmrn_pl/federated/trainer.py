@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 import lightning as L
+from lightning.pytorch.utilities.model_helpers import is_overridden
 import torch
 from torch.utils.data import DataLoader
 
@@ -116,7 +117,9 @@ class FederatedTrainer:
         self.trainer_kwargs = dict(trainer_kwargs or {})
         self.callbacks = _with_default_callbacks(callbacks)
         self.client = FederatedClient(module, masking, local_epochs, run_seed, self.trainer_kwargs)
+        _check_module(module, self.trainer_kwargs)
         self.global_state = _detached_state(module)
+        _check_wire_dtypes(self.global_state)
         self.masked_names = self._masked_names()
         self.expected_manifest = self._expected_manifest()
         self.completed_rounds = 0  # rounds finished so far (the resume point)
@@ -237,6 +240,9 @@ class FederatedTrainer:
             raise PayloadError(f"payload is from client {update.client_id}, expected client {job.client_id}")
         if update.seed != job.seed:
             raise PayloadError(f"payload seed {update.seed} differs from the seed issued to the client ({job.seed})")
+        if update.num_examples != job.num_examples:
+            # The aggregation weight is the server's own count, never a client's claim.
+            raise PayloadError(f"payload claims {update.num_examples} training examples, the client holds {job.num_examples}")
         expected_kind = "none" if self.masking is None else self.masking.kind
         if update.mask_kind != expected_kind or (self.masking is not None and update.noise != self.masking.noise):
             raise PayloadError(f"payload mask kind/noise {update.mask_kind}/{update.noise} differ from the run's {expected_kind}/{self.masking and self.masking.noise}")
@@ -336,6 +342,32 @@ def _with_default_callbacks(callbacks: Sequence[FederatedCallback]) -> list[Fede
     if not any(isinstance(c, MaskPacking) for c in callbacks):
         callbacks.append(MaskPacking())
     return callbacks
+
+
+def _check_module(module: L.LightningModule, trainer_kwargs: Mapping[str, Any]) -> None:
+    """Fail before round 1, not after every client trained, on what cannot work."""
+    if not isinstance(module, L.LightningModule):
+        raise TypeError(f"module must be a lightning.LightningModule, got {type(module).__name__}")
+    for hook in ("training_step", "test_step"):
+        if not is_overridden(hook, module, L.LightningModule):
+            raise TypeError(f"{type(module).__name__} must define {hook}(): the trainer trains clients and tests the global model with it")
+    try:
+        L.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False, **trainer_kwargs)
+    except Exception as error:  # Lightning raises several types for bad accelerator/precision settings
+        raise ValueError(f"invalid lightning.Trainer settings {dict(trainer_kwargs)}: {error}") from None
+
+
+_WIRE_DTYPES = (torch.float32, torch.float16, torch.int64)
+
+
+def _check_wire_dtypes(state: Mapping[str, torch.Tensor]) -> None:
+    """Every tensor of the model must have a wire encoding (float32, float16 or int64)."""
+    unsupported = {name: str(t.dtype) for name, t in state.items() if t.dtype not in _WIRE_DTYPES}
+    if unsupported:
+        raise TypeError(
+            f"tensors {unsupported} have dtypes the payload format cannot carry; "
+            "use float32/float16 parameters and float or int64 buffers"
+        )
 
 
 def _detached_state(module: torch.nn.Module) -> dict[str, torch.Tensor]:

@@ -48,14 +48,16 @@ class TaskOutcome:
 def train_client(client: FederatedClient, data: Any, global_state: Mapping[str, torch.Tensor], task: ClientTask, batch_size: int) -> TaskOutcome:
     """Train one client; a failure becomes ``TaskOutcome.error`` instead of an exception."""
     started = time.perf_counter()
-    # Global RNG too (dropout in user models): a pure function of (run, round, client).
-    torch.manual_seed(derive_seed(client.run_seed, task.server_round, task.client_id, "torch_global"))
-    try:
-        loader = data.client_dataloader(task.client_id, task.server_round, batch_size)
-        result = client.fit(global_state, task.server_round, task.client_id, task.seed, loader, task.num_examples)
-        return TaskOutcome(result, None, time.perf_counter() - started)
-    except Exception as error:  # a failing client must not end the run
-        return TaskOutcome(None, f"training failed: {type(error).__name__}: {error}", time.perf_counter() - started)
+    # Global RNG too (dropout in user models): a pure function of (run, round, client),
+    # inside fork_rng so the caller's own RNG state is left as it was.
+    with torch.random.fork_rng():
+        torch.manual_seed(derive_seed(client.run_seed, task.server_round, task.client_id, "torch_global"))
+        try:
+            loader = data.client_dataloader(task.client_id, task.server_round, batch_size)
+            result = client.fit(global_state, task.server_round, task.client_id, task.seed, loader, task.num_examples)
+            return TaskOutcome(result, None, time.perf_counter() - started)
+        except Exception as error:  # a failing client must not end the run
+            return TaskOutcome(None, f"training failed: {type(error).__name__}: {error}", time.perf_counter() - started)
 
 
 # Per-process state of a pool worker, set once by ``_init_worker``.

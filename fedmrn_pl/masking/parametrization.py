@@ -109,7 +109,7 @@ def remove_masked_noise(model: nn.Module) -> None:
         module_name, _, attr = name.rpartition(".")
         module = model.get_submodule(module_name)
         parametrize.remove_parametrizations(module, attr, leave_parametrized=False)
-        getattr(module, attr).requires_grad_(True)
+        getattr(module, attr).requires_grad_(True)  # only trainable weights are ever masked
 
 
 def set_mask_probability(model: nn.Module, probability: float) -> None:
@@ -133,6 +133,8 @@ def sample_final_masks(model: nn.Module, generator: torch.Generator | None = Non
     masks = {}
     for name, parametrization in masked_parametrizations(model).items():
         ratio = parametrization.update / parametrization.noise
+        if generator is not None and generator.device != ratio.device:
+            ratio = ratio.to(generator.device)
         sampled = stochastic_mask(ratio, parametrization.kind, generator)
         masks[name] = (sampled > 0).cpu()
     return masks

@@ -45,11 +45,19 @@ class ParameterSelector:
     def select(self, model: nn.Module) -> list[tuple[str, nn.Module, str]]:
         """``(full name, owning module, attribute name)`` of every masked parameter, in model order."""
         chosen = []
-        for module_name, module in model.named_modules():
+        owners: dict[int, str] = {}
+        for module_name, module in model.named_modules(remove_duplicate=False):
             for attr, parameter in module.named_parameters(recurse=False):
-                if parameter is None:
+                if parameter is None or not parameter.requires_grad:  # frozen by the user: leave it alone
                     continue
                 name = f"{module_name}.{attr}" if module_name else attr
-                if self.is_masked(name, module, parameter):
-                    chosen.append((name, module, attr))
+                if not self.is_masked(name, module, parameter):
+                    continue
+                if id(parameter) in owners:
+                    raise ValueError(
+                        f"parameters {owners[id(parameter)]!r} and {name!r} are one tied tensor; masking it twice "
+                        f"would apply two noises to one weight. Exclude one name, e.g. ParameterSelector(exclude=({name!r},))"
+                    )
+                owners[id(parameter)] = name
+                chosen.append((name, module, attr))
         return chosen

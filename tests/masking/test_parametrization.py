@@ -166,3 +166,43 @@ def test_final_masks_follow_the_learned_ratio():
     masks = sample_final_masks(model, make_generator(2))
     assert masks["weight"].dtype == torch.bool and masks["weight"].device.type == "cpu"
     assert abs(masks["weight"].float().mean().item() - 0.25) < 0.01
+
+
+def test_frozen_parameters_are_left_alone():
+    model = nn.Sequential(nn.Linear(4, 4), nn.Linear(4, 2))
+    model[0].weight.requires_grad_(False)
+    wrapped = apply_masked_noise(model, seed=0)
+    assert set(wrapped) == {"1.weight"}
+    remove_masked_noise(model)
+    assert not model[0].weight.requires_grad
+
+
+def test_tied_weights_are_refused_with_a_way_out():
+    embed = nn.Embedding(10, 4)
+    head = nn.Linear(4, 10, bias=False)
+    head.weight = embed.weight
+    model = nn.ModuleDict({"embed": embed, "head": head})
+    with pytest.raises(ValueError, match="tied tensor.*exclude"):
+        apply_masked_noise(model, seed=0)
+
+
+def test_signed_masks_reconstruct_the_clipped_update_on_average():
+    spec = NoiseSpec("uniform", 0.005)
+    model = nn.Linear(200, 200, bias=False)
+    wrapped = apply_masked_noise(model, seed=9, kind="signed", noise=spec)["weight"]
+    ratio = torch.linspace(-1.5, 1.5, 200 * 200).reshape(200, 200)
+    with torch.no_grad():
+        wrapped.update.copy_(wrapped.noise * ratio)
+    generator = make_generator(4)
+    total = torch.zeros(200, 200)
+    draws = 400
+    for _ in range(draws):
+        masks = sample_final_masks(model, generator)
+        total += reconstruct_delta(9, "weight", masks["weight"], "signed", spec)
+    mean = total / draws
+    # Per element the std of the mean is <= |n| / sqrt(draws) <= 2.5e-4, about 6e-5 on average.
+    error = (mean - wrapped.noise * ratio.clamp(-1, 1)).abs()
+    assert error.mean() < 8e-5 and error.max() < 6 * 0.005 / draws**0.5
+    unclipped = (mean - wrapped.noise * ratio).abs()  # what a formula without the clip would give
+    binary_read = (mean - wrapped.noise * ratio.clamp(0, 1)).abs()  # signed bits read as binary
+    assert unclipped.mean() > 2 * error.mean() and binary_read.mean() > 5 * error.mean()
