@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from fedmrn_pl.config import DENSE_DTYPES
 from fedmrn_pl.wire import encode_update
 
 from .base import FederatedCallback
@@ -15,7 +16,6 @@ if TYPE_CHECKING:
 
 __all__ = ["DENSE_DTYPES", "MaskPacking"]
 
-DENSE_DTYPES = ("float32", "float16")
 
 
 class MaskPacking(FederatedCallback):

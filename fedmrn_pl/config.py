@@ -15,17 +15,18 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from fedmrn_pl.data.datasets import DATASET_NAMES as DATASETS
+from fedmrn_pl.data.partition import PARTITION_NAMES as PARTITIONS
+from fedmrn_pl.masking.functional import MASKED_KINDS, SCHEDULES
+from fedmrn_pl.models.initialization import INIT_SCHEMES as INITS
+from fedmrn_pl.models.registry import MODEL_NAMES as MODELS
+from fedmrn_pl.update import NOISE_FAMILIES
+
 __all__ = ["ConfigError", "ExperimentConfig", "bundled_config_path", "load_config", "to_container", "validate"]
 
 METHODS = ("fedmrn", "fedavg")
-MASK_KINDS = ("binary", "signed")
-NOISE_FAMILIES = ("uniform", "gauss", "bernoulli")
-SCHEDULES = ("linear", "cosine", "constant")
-DENSE_DTYPES = ("float32", "float16")
-PARTITIONS = ("iid", "dirichlet", "label_count")
-DATASETS = ("mnist5k", "digits", "fmnist", "svhn", "cifar10", "cifar100")
-MODELS = ("cnn4", "cnn8", "mlp")
-INITS = ("paper", "default")
+MASK_KINDS = MASKED_KINDS
+DENSE_DTYPES = ("float32", "float16")  # how dense tensors travel (MaskPacking)
 WANDB_MODES = ("offline", "online", "disabled")
 
 

@@ -98,6 +98,8 @@ class FederatedTrainer:
                 raise ValueError(f"{label} must be an int >= {low}, got {value!r}")
         if not 1 <= clients_per_round <= data.num_clients:
             raise ValueError(f"clients_per_round must be in [1, {data.num_clients}] (the number of clients), got {clients_per_round}")
+        if min_clients > clients_per_round:
+            raise ValueError(f"min_clients={min_clients} exceeds clients_per_round={clients_per_round}: no round could update the model")
         quiet_lightning()
         self.module = module
         self.data = data
