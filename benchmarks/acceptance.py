@@ -146,7 +146,9 @@ def findings(results: list[dict[str, Any]]) -> list[str]:
             notes.append(f"FedAvg - FedMRN final accuracy, {by_row[mrn]['partition']}: {gap:+.2f} points{flag}")
     for r in results:
         if r["bound"] > 1.0 and r["of_bound"] < 97.0:
-            notes.append(f"row {r['row']}: compression {r['compression']:.2f}x is {r['of_bound']:.1f}% of the bound {r['bound']:.2f}x (< 97%)")
+            notes.append(
+                f"row {r['row']}: compression {r['compression']:.2f}x is {r['of_bound']:.1f}% of the bound {r['bound']:.2f}x (< 97%)"
+            )
     if "a" in by_row and "k" in by_row:
         same = by_row["a"]["sha"] == by_row["k"]["sha"]
         notes.append(f"rows a and k (same config): global_model_sha256 {'identical' if same else 'DIFFERENT'}")
@@ -158,7 +160,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", default="", help="comma-separated row keys, e.g. a,b (default: all)")
     parser.add_argument("--out", default="runs/acceptance", help="parent directory of the run directories")
-    parser.add_argument("overrides", nargs="*", help="extra key=value overrides applied to every row, e.g. train.rounds=2")
+    parser.add_argument(
+        "overrides", nargs="*", help="extra key=value overrides applied to every row, e.g. train.rounds=2"
+    )
     args = parser.parse_args()
     keys = [k.strip() for k in args.only.split(",") if k.strip()] or [row.key for row in ROWS]
     unknown = sorted(set(keys) - {row.key for row in ROWS})
@@ -168,13 +172,18 @@ def main() -> None:
 
     print(f"date      {datetime.datetime.now().astimezone().isoformat(timespec='seconds')}")
     print(f"platform  {platform.platform()} | {platform.processor() or platform.machine()} | {os.cpu_count()} CPUs")
-    print(f"versions  python {platform.python_version()}, torch {torch.__version__}; torch threads {torch.get_num_threads()}")
+    print(
+        f"versions  python {platform.python_version()}, torch {torch.__version__}; torch threads {torch.get_num_threads()}"
+    )
     print(f"settings  configs/default.yaml {' '.join(args.overrides)}".rstrip(), flush=True)
     results = []
     for row in rows:
         results.append(run_row(row, Path(args.out), args.overrides))
         r = results[-1]
-        print(f"row {row.key} done: final acc {r['final_acc']:.2f}%, {r['compression']:.2f}x, {r['wall_s']:.0f} s", flush=True)
+        print(
+            f"row {row.key} done: final acc {r['final_acc']:.2f}%, {r['compression']:.2f}x, {r['wall_s']:.0f} s",
+            flush=True,
+        )
     print()
     print(markdown_table(results))
     print()

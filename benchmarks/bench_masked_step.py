@@ -115,18 +115,24 @@ def main() -> None:
 
     print(f"date      {datetime.datetime.now().astimezone().isoformat(timespec='seconds')}")
     print(f"platform  {platform.platform()} | {platform.processor() or platform.machine()} | {os.cpu_count()} CPUs")
-    print(f"versions  python {platform.python_version()}, torch {torch.__version__}; torch threads {torch.get_num_threads()}")
+    print(
+        f"versions  python {platform.python_version()}, torch {torch.__version__}; torch threads {torch.get_num_threads()}"
+    )
     if device.type == "cuda":
         print(f"device    {torch.cuda.get_device_name(device)}")
-    print(f"workload  CNN4 1x28x28 -> 10, batch {args.batch_size}, SGD lr 0.1, device {device.type}; "
-          f"{args.repeats} interleaved blocks of {args.steps} steps after {args.warmup} warm-up steps")
+    print(
+        f"workload  CNN4 1x28x28 -> 10, batch {args.batch_size}, SGD lr 0.1, device {device.type}; "
+        f"{args.repeats} interleaved blocks of {args.steps} steps after {args.warmup} warm-up steps"
+    )
     print()
     plain = times["plain"]
     print("| variant | median ms/step | best ms/step | ratio of best | paired ratio (median) |")
     print("|---|---:|---:|---:|---:|")
     for name, values in times.items():
         paired = statistics.median(v / b for v, b in zip(values, plain))
-        print(f"| {name} | {statistics.median(values):.2f} | {min(values):.2f} | {min(values) / min(plain):.3f} | {paired:.3f} |")
+        print(
+            f"| {name} | {statistics.median(values):.2f} | {min(values):.2f} | {min(values) / min(plain):.3f} | {paired:.3f} |"
+        )
 
     wrapped = models["binary p=0.5"]
     found = masked_parametrizations(wrapped)
@@ -134,18 +140,26 @@ def main() -> None:
     masked_bytes = tensor_bytes([p.noise for p in found.values()])
     extra = tensor_bytes([p.noise for p in found.values()] + [p.update for p in found.values()])
     print()
-    print(f"masked    {len(found)} tensors, {sum(p.noise.numel() for p in found.values()):,} of "
-          f"{sum(p.numel() for p in base.parameters()):,} parameters")
-    print(f"memory    model parameters {param_bytes:,} B; noise + update tensors {extra:,} B "
-          f"= {extra / param_bytes:.2f}x the parameters ({extra / masked_bytes:.1f}x the masked weights)")
+    print(
+        f"masked    {len(found)} tensors, {sum(p.noise.numel() for p in found.values()):,} of "
+        f"{sum(p.numel() for p in base.parameters()):,} parameters"
+    )
+    print(
+        f"memory    model parameters {param_bytes:,} B; noise + update tensors {extra:,} B "
+        f"= {extra / param_bytes:.2f}x the parameters ({extra / masked_bytes:.1f}x the masked weights)"
+    )
     largest = max(p.noise.numel() * p.noise.element_size() for p in found.values())
-    print(f"transient per step (from the code, not measured): effective weights kept for backward {masked_bytes:,} B; "
-          f"while one layer's PSM mask is computed, 3 temporaries of its size (ratio, draw, sampled), at most {3 * largest:,} B")
+    print(
+        f"transient per step (from the code, not measured): effective weights kept for backward {masked_bytes:,} B; "
+        f"while one layer's PSM mask is computed, 3 temporaries of its size (ratio, draw, sampled), at most {3 * largest:,} B"
+    )
     if device.type == "cuda":
         plain_peak = cuda_peak_bytes(steps["plain"], device)
         masked_peak = cuda_peak_bytes(steps["binary p=0.5"], device)
-        print(f"cuda peak one step above resident: plain {plain_peak:,} B, binary p=0.5 {masked_peak:,} B "
-              f"(+{masked_peak - plain_peak:,} B transient)")
+        print(
+            f"cuda peak one step above resident: plain {plain_peak:,} B, binary p=0.5 {masked_peak:,} B "
+            f"(+{masked_peak - plain_peak:,} B transient)"
+        )
 
 
 if __name__ == "__main__":

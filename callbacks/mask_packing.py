@@ -17,7 +17,6 @@ if TYPE_CHECKING:
 __all__ = ["DENSE_DTYPES", "MaskPacking"]
 
 
-
 class MaskPacking(FederatedCallback):
     """Encode ``job.result.update`` to a wire payload (masks 8 per byte + dense tensors).
 
@@ -36,7 +35,9 @@ class MaskPacking(FederatedCallback):
     def on_client_fit_end(self, trainer: FederatedTrainer, job: ClientJob) -> None:
         if job.result is None:
             return
-        job.payload = encode_update(job.result.update, dense_dtype=None if self.dense_dtype == "float32" else self.dense_dtype)
+        job.payload = encode_update(
+            job.result.update, dense_dtype=None if self.dense_dtype == "float32" else self.dense_dtype
+        )
         if self.save_dir is not None:
             self.save_dir.mkdir(parents=True, exist_ok=True)
             (self.save_dir / f"round_{job.server_round:04d}_client_{job.client_id:04d}.fmrn").write_bytes(job.payload)

@@ -74,16 +74,25 @@ class ProgressDisplay(FederatedCallback):
         """Open the rounds bar, starting at the rounds already done (after a resume)."""
         if self.bars:
             self._rounds_bar = tqdm(
-                total=trainer.rounds, initial=trainer.completed_rounds, desc="rounds", unit="round",
-                file=sys.stdout, dynamic_ncols=True,
+                total=trainer.rounds,
+                initial=trainer.completed_rounds,
+                desc="rounds",
+                unit="round",
+                file=sys.stdout,
+                dynamic_ncols=True,
             )
 
     def on_round_start(self, trainer: FederatedTrainer, server_round: int, client_ids: list[int]) -> None:
         """Open the transient bar over this round's clients."""
         if self._rounds_bar is not None:
             self._clients_bar = tqdm(
-                total=len(client_ids), desc=f"round {server_round} clients", unit="client",
-                leave=False, position=1, file=sys.stdout, dynamic_ncols=True,
+                total=len(client_ids),
+                desc=f"round {server_round} clients",
+                unit="client",
+                leave=False,
+                position=1,
+                file=sys.stdout,
+                dynamic_ncols=True,
             )
 
     def on_client_fit_end(self, trainer: FederatedTrainer, job: ClientJob) -> None:

@@ -129,7 +129,9 @@ class WandbLogger(FederatedCallback):
         from fedmrn_pl.plots import plot_histories
 
         summary = run_summary(self.label, trainer.history, trainer.global_state, trainer.elapsed_seconds)
-        self.run.summary.update({key: value for key, value in summary.items() if key != "per_round" and value is not None})
+        self.run.summary.update(
+            {key: value for key, value in summary.items() if key != "per_round" and value is not None}
+        )
         if trainer.history:
             paths = plot_histories([(self.label, trainer.history)], self.dir)
             images = {f"plots/{path.stem}": wandb.Image(str(path)) for path in paths}

@@ -21,7 +21,10 @@ def _fit(args: argparse.Namespace) -> int:
         # Continue in the run's own directory with the config it was started with.
         resume_dir = Path(args.resume)
         if not (resume_dir / CHECKPOINT_NAME).is_file():
-            print(f"error: {resume_dir} holds no {CHECKPOINT_NAME}; pass the output_dir of an earlier run", file=sys.stderr)
+            print(
+                f"error: {resume_dir} holds no {CHECKPOINT_NAME}; pass the output_dir of an earlier run",
+                file=sys.stderr,
+            )
             return 2
         config_path = config_path or resume_dir / "config.yaml"
         overrides += [f"resume={resume_dir}", f"output_dir={resume_dir}"]
@@ -34,7 +37,9 @@ def _fit(args: argparse.Namespace) -> int:
         f"= {_number(summary['uplink_compression'], '.2f')}x compression"
     )
     if summary["dropped_clients"]:
-        print(f"{summary['dropped_clients']} client update(s) were dropped; reasons in metrics.json per_round[].dropped_clients")
+        print(
+            f"{summary['dropped_clients']} client update(s) were dropped; reasons in metrics.json per_round[].dropped_clients"
+        )
     print(f"metrics written to {Path(config.output_dir) / 'metrics.json'} (plots beside it)")
     return 0
 
@@ -64,7 +69,16 @@ def _inspect(args: argparse.Namespace) -> int:
 
 def _format_payload(path: Path, info: dict) -> str:
     lines = [f"{path}: valid FedMRN payload, format v{info['format_version']}, {info['total_bytes']} bytes"]
-    for key in ("server_round", "client_id", "seed", "mask_kind", "noise_family", "noise_alpha", "num_examples", "overhead_bytes"):
+    for key in (
+        "server_round",
+        "client_id",
+        "seed",
+        "mask_kind",
+        "noise_family",
+        "noise_alpha",
+        "num_examples",
+        "overhead_bytes",
+    ):
         if key in info:
             lines.append(f"  {key:<15} {info[key]}")
     lines.append(f"  {'tensor':<40} {'shape':<18} {'encoding':<8} {'numel':>10} {'bytes':>10}  ones")
@@ -97,9 +111,15 @@ def _plot(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``fedmrn-pl``."""
-    parser = argparse.ArgumentParser(prog="fedmrn-pl", description="Federated learning with masked random noise (FedMRN).")
+    parser = argparse.ArgumentParser(
+        prog="fedmrn-pl", description="Federated learning with masked random noise (FedMRN)."
+    )
     commands = parser.add_subparsers(dest="command", required=True)
-    fit = commands.add_parser("fit", help="run a federated experiment", description="Run a federated experiment. Overrides look like train.rounds=5.")
+    fit = commands.add_parser(
+        "fit",
+        help="run a federated experiment",
+        description="Run a federated experiment. Overrides look like train.rounds=5.",
+    )
     fit.add_argument("--config", default=None, help="YAML config (default: the bundled configs/default.yaml)")
     fit.add_argument("--resume", default=None, metavar="DIR", help="continue the run saved in DIR")
     fit.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
@@ -108,11 +128,17 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("payload", help="a .fmrn payload file")
     inspect.set_defaults(handler=_inspect)
     plot = commands.add_parser(
-        "plot", help="plot test accuracy per round and vs. uplink bytes",
+        "plot",
+        help="plot test accuracy per round and vs. uplink bytes",
         description="Plot the metrics.json of one or more runs: accuracy_vs_round.png and accuracy_vs_uplink.png.",
     )
     plot.add_argument("run_dirs", nargs="+", metavar="DIR", help="run directories holding a metrics.json")
-    plot.add_argument("--out", default=None, metavar="OUT", help="where to write the PNGs (default: DIR for one run, ./plots for several)")
+    plot.add_argument(
+        "--out",
+        default=None,
+        metavar="OUT",
+        help="where to write the PNGs (default: DIR for one run, ./plots for several)",
+    )
     plot.set_defaults(handler=_plot)
     return parser
 

@@ -63,9 +63,13 @@ class ProgressiveMasking(L.Callback):
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """Seed the draws on the module's device, now that it has been moved there."""
         set_mask_generator(pl_module, make_generator(self.draw_seed, pl_module.device))
-        self.total_steps = int(trainer.estimated_stepping_batches) if math.isfinite(trainer.estimated_stepping_batches) else 0
+        self.total_steps = (
+            int(trainer.estimated_stepping_batches) if math.isfinite(trainer.estimated_stepping_batches) else 0
+        )
 
-    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int) -> None:
+    def on_train_batch_start(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
         """Advance PSM: the chance of sampled masks grows with the local step."""
         set_mask_probability(pl_module, psm_probability(self.masking.schedule, trainer.global_step, self.total_steps))
 
@@ -104,7 +108,11 @@ class ClientResult:
 
 def quiet_lightning() -> None:
     """Silence Lightning's per-fit banners (GPU available, TPU ...), printed for every client."""
-    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.pytorch.accelerators.cuda", "lightning.fabric.utilities.rank_zero"):
+    for name in (
+        "lightning.pytorch.utilities.rank_zero",
+        "lightning.pytorch.accelerators.cuda",
+        "lightning.fabric.utilities.rank_zero",
+    ):
         logging.getLogger(name).setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)", category=Warning)
     warnings.filterwarnings("ignore", message=r".*does not have many workers", category=Warning)
@@ -176,10 +184,19 @@ class FederatedClient:
         else:
             masks = masking_callback.masks
             if set(masks) - set(state):
-                raise RuntimeError(f"masked parameters {sorted(set(masks) - set(state))} are not in the module's state_dict")
+                raise RuntimeError(
+                    f"masked parameters {sorted(set(masks) - set(state))} are not in the module's state_dict"
+                )
             dense = {name: tensor for name, tensor in state.items() if name not in masks}
             update = ClientUpdate(
-                server_round, client_id, noise_seed, self.masking.kind, self.masking.noise, num_examples, masks=masks, dense=dense
+                server_round,
+                client_id,
+                noise_seed,
+                self.masking.kind,
+                self.masking.noise,
+                num_examples,
+                masks=masks,
+                dense=dense,
             )
             stats = masking_callback.stats
         return ClientResult(update, None if train_loss is None else float(train_loss), stats)

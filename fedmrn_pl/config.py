@@ -121,9 +121,19 @@ _CHOICES = {
     "method.dense_dtype": DENSE_DTYPES,
     "wandb.mode": WANDB_MODES,
 }
-_POSITIVE = ("data.num_clients", "data.min_size", "data.labels_per_client", "data.test_batch_size", "train.rounds",
-             "train.clients_per_round", "train.local_epochs", "train.batch_size", "train.min_clients", "train.devices",
-             "train.client_workers")
+_POSITIVE = (
+    "data.num_clients",
+    "data.min_size",
+    "data.labels_per_client",
+    "data.test_batch_size",
+    "train.rounds",
+    "train.clients_per_round",
+    "train.local_epochs",
+    "train.batch_size",
+    "train.min_clients",
+    "train.devices",
+    "train.client_workers",
+)
 
 
 def bundled_config_path(name: str = "default") -> Path:
@@ -171,9 +181,13 @@ def validate(config: DictConfig) -> None:
         if value < 1:
             raise ConfigError(f"{key}={value} is not valid; it must be >= 1")
     if config.train.clients_per_round > config.data.num_clients:
-        raise ConfigError(f"train.clients_per_round={config.train.clients_per_round} exceeds data.num_clients={config.data.num_clients}")
+        raise ConfigError(
+            f"train.clients_per_round={config.train.clients_per_round} exceeds data.num_clients={config.data.num_clients}"
+        )
     if config.train.min_clients > config.train.clients_per_round:
-        raise ConfigError(f"train.min_clients={config.train.min_clients} exceeds train.clients_per_round={config.train.clients_per_round}")
+        raise ConfigError(
+            f"train.min_clients={config.train.min_clients} exceeds train.clients_per_round={config.train.clients_per_round}"
+        )
     for key in ("train.lr", "data.beta"):
         if not OmegaConf.select(config, key) > 0:
             raise ConfigError(f"{key} must be > 0")
@@ -181,7 +195,9 @@ def validate(config: DictConfig) -> None:
         if not OmegaConf.select(config, key) >= 0:
             raise ConfigError(f"{key} must be >= 0")
     if config.method.alpha is not None and not config.method.alpha < 1:
-        raise ConfigError(f"method.alpha={config.method.alpha} is not valid; noise magnitudes are small, e.g. 0.01 (binary) or 0.005 (signed)")
+        raise ConfigError(
+            f"method.alpha={config.method.alpha} is not valid; noise magnitudes are small, e.g. 0.01 (binary) or 0.005 (signed)"
+        )
     if config.method.alpha is not None and not config.method.alpha > 0:
         raise ConfigError(f"method.alpha={config.method.alpha} must be > 0 (or null for the paper's default)")
     if config.train.devices > 1 and config.train.client_workers < config.train.devices:

@@ -37,7 +37,9 @@ def masking_from_config(config: DictConfig) -> MaskingConfig | None:
         return None
     alpha = method.alpha if method.alpha is not None else default_alpha(method.mask)
     selector = ParameterSelector(include=tuple(method.mask_include), exclude=tuple(method.mask_exclude))
-    return MaskingConfig(kind=method.mask, noise=NoiseSpec(method.noise, float(alpha)), schedule=method.schedule, selector=selector)
+    return MaskingConfig(
+        kind=method.mask, noise=NoiseSpec(method.noise, float(alpha)), schedule=method.schedule, selector=selector
+    )
 
 
 def build_datamodule(config: DictConfig) -> FederatedDataModule:
@@ -64,7 +66,9 @@ def build_datamodule(config: DictConfig) -> FederatedDataModule:
     return datamodule
 
 
-def build_trainer(config: DictConfig, callbacks: Sequence[FederatedCallback] = (), datamodule: FederatedDataModule | None = None) -> FederatedTrainer:
+def build_trainer(
+    config: DictConfig, callbacks: Sequence[FederatedCallback] = (), datamodule: FederatedDataModule | None = None
+) -> FederatedTrainer:
     """A ``FederatedTrainer`` for ``config`` with the built-in model and task."""
     datamodule = datamodule or build_datamodule(config)
     info = datamodule.data
@@ -78,7 +82,9 @@ def build_trainer(config: DictConfig, callbacks: Sequence[FederatedCallback] = (
         seed=derive_seed(config.seed, purpose="model_init"),
     )
     train = config.train
-    module = ClassificationTask(model, info.num_classes, lr=train.lr, momentum=train.momentum, weight_decay=train.weight_decay)
+    module = ClassificationTask(
+        model, info.num_classes, lr=train.lr, momentum=train.momentum, weight_decay=train.weight_decay
+    )
     masking = masking_from_config(config)
     save_dir = Path(config.output_dir) / "payloads" if config.save_payloads else None
     packing = MaskPacking(dense_dtype=config.method.dense_dtype, save_dir=save_dir)
@@ -153,7 +159,9 @@ def run_callbacks(config: DictConfig) -> list[FederatedCallback]:
     return callbacks
 
 
-def run_experiment(config: DictConfig, callbacks: Sequence[FederatedCallback] = (), echo: bool = True) -> dict[str, Any]:
+def run_experiment(
+    config: DictConfig, callbacks: Sequence[FederatedCallback] = (), echo: bool = True
+) -> dict[str, Any]:
     """Run ``config`` end to end; write ``<output_dir>/metrics.json`` and return its content."""
     output_dir = Path(config.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)

@@ -78,7 +78,9 @@ def plot_histories(runs: Sequence[tuple[str, History]], out_dir: str | Path) -> 
         by_round.axes[0].plot(rounds, accuracy, marker="o", markersize=3, label=label)
         # A log axis cannot show runs whose uplink is still zero (every client dropped).
         points = [(mb, acc) for mb, acc in zip(uplink_mb, accuracy) if mb > 0]
-        by_uplink.axes[0].plot([mb for mb, _ in points], [acc for _, acc in points], marker="o", markersize=3, label=label)
+        by_uplink.axes[0].plot(
+            [mb for mb, _ in points], [acc for _, acc in points], marker="o", markersize=3, label=label
+        )
     by_round.axes[0].xaxis.set_major_locator(MaxNLocator(integer=True))
     by_uplink.axes[0].set_xscale("log")
     by_uplink.axes[0].xaxis.set_major_formatter(_PlainLogFormatter(labelOnlyBase=True))
@@ -106,7 +108,9 @@ def plot_runs(run_dirs: Sequence[str | Path], out_dir: str | Path) -> list[Path]
         raise ValueError("nothing to plot: no run directories given")
     loaded = [(Path(run_dir), *load_run(run_dir)) for run_dir in run_dirs]
     counts = Counter(label for _, label, _ in loaded)
-    runs = [(f"{label} ({run_dir.name})" if counts[label] > 1 else label, history) for run_dir, label, history in loaded]
+    runs = [
+        (f"{label} ({run_dir.name})" if counts[label] > 1 else label, history) for run_dir, label, history in loaded
+    ]
     return plot_histories(runs, out_dir)
 
 

@@ -26,7 +26,9 @@ class ClassificationTask(LightningModule):
         weight_decay: SGD weight decay.
     """
 
-    def __init__(self, model: nn.Module, num_classes: int, lr: float = 0.1, momentum: float = 0.0, weight_decay: float = 0.0) -> None:
+    def __init__(
+        self, model: nn.Module, num_classes: int, lr: float = 0.1, momentum: float = 0.0, weight_decay: float = 0.0
+    ) -> None:
         super().__init__()
         if lr <= 0:
             raise ValueError(f"lr must be > 0, got {lr}")

@@ -7,7 +7,14 @@ import pytest
 from fedmrn_pl.cli import main
 from fedmrn_pl.config import ConfigError, bundled_config_path, load_config
 
-SMALL = ["data.name=digits", "data.num_clients=6", "train.clients_per_round=2", "train.rounds=1", "train.local_epochs=1", "progress=false"]
+SMALL = [
+    "data.name=digits",
+    "data.num_clients=6",
+    "train.clients_per_round=2",
+    "train.rounds=1",
+    "train.local_epochs=1",
+    "progress=false",
+]
 
 
 def test_fit_writes_metrics_and_saves_payloads_that_inspect_accepts(tmp_path, capsys):

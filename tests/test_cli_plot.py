@@ -19,7 +19,9 @@ def test_plot_one_run_writes_into_its_directory(tmp_path: Path, capsys: pytest.C
     assert all((run_dir / name).is_file() for name in PLOT_NAMES)
 
 
-def test_plot_several_runs_defaults_to_plots_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_plot_several_runs_defaults_to_plots_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.chdir(tmp_path)
     dense = write_run(tmp_path / "fedavg", "fedavg", [0.5, 0.8], 3_134_784)
     masked = write_run(tmp_path / "fedmrn", "fedmrn-binary", [0.3, 0.7], 115_522)

@@ -23,12 +23,16 @@ class Recorder(L.Callback):
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
         if batch_idx == 0 and trainer.current_epoch == 0:
-            self.first_update_norms.append(sum(float(p.update.abs().sum()) for p in masked_parametrizations(pl_module).values()))
+            self.first_update_norms.append(
+                sum(float(p.update.abs().sum()) for p in masked_parametrizations(pl_module).values())
+            )
 
 
 def _client(recorder, schedule="linear"):
     module = ClassificationTask(build_model("cnn4", in_channels=1, num_classes=10, image_size=8, seed=0), 10)
-    client = FederatedClient(module, MaskingConfig(schedule=schedule), local_epochs=2, trainer_kwargs={"callbacks": [recorder]})
+    client = FederatedClient(
+        module, MaskingConfig(schedule=schedule), local_epochs=2, trainer_kwargs={"callbacks": [recorder]}
+    )
     data = FederatedDataModule("digits", num_clients=4, seed=0)
     return client, data
 

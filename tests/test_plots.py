@@ -18,22 +18,24 @@ def write_run(run_dir: Path, method: str, accuracies: list[float | None], bytes_
     """A metrics.json in the documented format, with made-up per-round values."""
     per_round = []
     for server_round, accuracy in enumerate(accuracies, start=1):
-        per_round.append({
-            "round": server_round,
-            "clients": [0, 1],
-            "accepted_clients": 2,
-            "dropped_clients": [],
-            "kept_previous_model": False,
-            "train/loss": 1.0 / server_round,
-            "uplink/bytes": bytes_per_round,
-            "uplink/cumulative_bytes": bytes_per_round * server_round,
-            "uplink/dense_bytes": 3_134_784,
-            "uplink/compression": 3_134_784 / bytes_per_round,
-            "downlink/bytes": 3_134_784,
-            "test/loss": 2.0 / server_round,
-            "test/acc": accuracy,
-            "round/seconds": 1.5,
-        })
+        per_round.append(
+            {
+                "round": server_round,
+                "clients": [0, 1],
+                "accepted_clients": 2,
+                "dropped_clients": [],
+                "kept_previous_model": False,
+                "train/loss": 1.0 / server_round,
+                "uplink/bytes": bytes_per_round,
+                "uplink/cumulative_bytes": bytes_per_round * server_round,
+                "uplink/dense_bytes": 3_134_784,
+                "uplink/compression": 3_134_784 / bytes_per_round,
+                "downlink/bytes": 3_134_784,
+                "test/loss": 2.0 / server_round,
+                "test/acc": accuracy,
+                "round/seconds": 1.5,
+            }
+        )
     run_dir.mkdir(parents=True, exist_ok=True)
     summary = {"method": method, "rounds": len(per_round), "per_round": per_round}
     (run_dir / "metrics.json").write_text(json.dumps(summary))
@@ -72,7 +74,9 @@ def test_plot_run_writes_into_the_run_directory(two_runs: list[Path]) -> None:
         assert_valid_png(path)
 
 
-def test_lines_are_labelled_by_method_and_by_directory_when_methods_collide(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_lines_are_labelled_by_method_and_by_directory_when_methods_collide(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     seen: list[list[str]] = []
     monkeypatch.setattr(plots, "plot_histories", lambda runs, out_dir: seen.append([label for label, _ in runs]) or [])
     first = write_run(tmp_path / "seed0", "fedmrn-binary", [0.5], 100)
@@ -107,7 +111,10 @@ def test_invalid_json_names_the_path(tmp_path: Path) -> None:
     [
         ({"method": "fedavg"}, "no 'per_round' list"),
         ({"method": "fedavg", "per_round": []}, "no rounds to plot"),
-        ({"method": "fedavg", "per_round": [{"round": 1, "test/acc": 0.5}]}, r"per_round\[0\] lacks \['uplink/cumulative_bytes'\]"),
+        (
+            {"method": "fedavg", "per_round": [{"round": 1, "test/acc": 0.5}]},
+            r"per_round\[0\] lacks \['uplink/cumulative_bytes'\]",
+        ),
     ],
 )
 def test_malformed_metrics_are_rejected(tmp_path: Path, content: dict, message: str) -> None:

@@ -4,7 +4,15 @@ import importlib
 
 import pytest
 
-PACKAGES = ["fedmrn_pl", "fedmrn_pl.callbacks", "fedmrn_pl.masking", "fedmrn_pl.wire", "fedmrn_pl.federated", "fedmrn_pl.data", "fedmrn_pl.models"]
+PACKAGES = [
+    "fedmrn_pl",
+    "fedmrn_pl.callbacks",
+    "fedmrn_pl.masking",
+    "fedmrn_pl.wire",
+    "fedmrn_pl.federated",
+    "fedmrn_pl.data",
+    "fedmrn_pl.models",
+]
 
 
 @pytest.mark.parametrize("name", PACKAGES)
@@ -24,6 +32,19 @@ def test_callbacks_folder_installs_as_fedmrn_pl_callbacks():
 def test_readme_api_names_are_public():
     import fedmrn_pl
 
-    for name in ("FederatedTrainer", "FedMRN", "FedAvg", "MaskingConfig", "NoiseSpec", "FederatedDataModule", "build_model",
-                 "ClassificationTask", "encode_update", "decode_update", "PayloadError", "load_config", "run_experiment"):
+    for name in (
+        "FederatedTrainer",
+        "FedMRN",
+        "FedAvg",
+        "MaskingConfig",
+        "NoiseSpec",
+        "FederatedDataModule",
+        "build_model",
+        "ClassificationTask",
+        "encode_update",
+        "decode_update",
+        "PayloadError",
+        "load_config",
+        "run_experiment",
+    ):
         assert name in fedmrn_pl.__all__, name

@@ -149,9 +149,7 @@ class FederatedDataModule(L.LightningDataModule):
 
     def test_dataloader(self) -> DataLoader:
         """The global test set, in order, for server-side evaluation."""
-        return DataLoader(
-            self.data.test, batch_size=self.test_batch_size, shuffle=False, num_workers=self.num_workers
-        )
+        return DataLoader(self.data.test, batch_size=self.test_batch_size, shuffle=False, num_workers=self.num_workers)
 
     def _client_parts(self) -> list[np.ndarray]:
         self.setup()

@@ -78,9 +78,7 @@ def partition_dirichlet(
     if not beta > 0:
         raise ValueError(f"beta must be > 0 (smaller = more skewed), got {beta}")
     if min_size < 0 or min_size * num_clients > n:
-        raise ValueError(
-            f"min_size must be in [0, {n // num_clients}] (num_samples // num_clients), got {min_size}"
-        )
+        raise ValueError(f"min_size must be in [0, {n // num_clients}] (num_samples // num_clients), got {min_size}")
     rng = _rng(seed)
     class_indices = [rng.permutation(np.flatnonzero(labels == c)) for c in np.unique(labels)]
     for _ in range(_MAX_DIRICHLET_ATTEMPTS):

@@ -30,9 +30,13 @@ def weighted_average(tensors: Sequence[torch.Tensor], weights: Sequence[float], 
     return total.to(like.dtype)
 
 
-def masked_noise_sum(name: str, updates: Sequence[ClientUpdate], weights: Sequence[float], like: torch.Tensor) -> torch.Tensor:
+def masked_noise_sum(
+    name: str, updates: Sequence[ClientUpdate], weights: Sequence[float], like: torch.Tensor
+) -> torch.Tensor:
     """``sum_k w_k n_k * m_k`` for one parameter, each client's noise regenerated from its seed."""
     total = torch.zeros(like.shape, dtype=torch.float32)
     for update, weight in zip(updates, weights, strict=True):
-        total.add_(reconstruct_delta(update.seed, name, update.masks[name], update.mask_kind, update.noise), alpha=weight)
+        total.add_(
+            reconstruct_delta(update.seed, name, update.masks[name], update.mask_kind, update.noise), alpha=weight
+        )
     return total.to(like.dtype)

@@ -38,7 +38,13 @@ def _clean(value: Any) -> Any:
     return value
 
 
-def run_summary(method: str, history: Sequence[Mapping[str, Any]], global_state: Mapping[str, torch.Tensor], wall_seconds: float, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def run_summary(
+    method: str,
+    history: Sequence[Mapping[str, Any]],
+    global_state: Mapping[str, torch.Tensor],
+    wall_seconds: float,
+    extra: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
     """The metrics.json content: totals over the run plus the per-round list."""
     accuracies = [r["test/acc"] for r in history if "test/acc" in r]
     uplink = sum(r["uplink/bytes"] for r in history)

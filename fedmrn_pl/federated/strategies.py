@@ -24,7 +24,9 @@ class Strategy:
 
     name = "strategy"
 
-    def aggregate(self, server_round: int, global_state: Mapping[str, torch.Tensor], updates: Sequence[ClientUpdate]) -> State | None:
+    def aggregate(
+        self, server_round: int, global_state: Mapping[str, torch.Tensor], updates: Sequence[ClientUpdate]
+    ) -> State | None:
         """Return the next global state from this round's valid updates (None: keep the old one)."""
         raise NotImplementedError
 
@@ -41,7 +43,9 @@ class FedAvg(Strategy):
 
     name = "fedavg"
 
-    def aggregate(self, server_round: int, global_state: Mapping[str, torch.Tensor], updates: Sequence[ClientUpdate]) -> State | None:
+    def aggregate(
+        self, server_round: int, global_state: Mapping[str, torch.Tensor], updates: Sequence[ClientUpdate]
+    ) -> State | None:
         if not updates:
             return None
         weights = example_weights(updates)
@@ -56,7 +60,9 @@ class FedMRN(Strategy):
 
     name = "fedmrn"
 
-    def aggregate(self, server_round: int, global_state: Mapping[str, torch.Tensor], updates: Sequence[ClientUpdate]) -> State | None:
+    def aggregate(
+        self, server_round: int, global_state: Mapping[str, torch.Tensor], updates: Sequence[ClientUpdate]
+    ) -> State | None:
         if not updates:
             return None
         weights = example_weights(updates)

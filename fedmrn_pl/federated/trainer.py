@@ -93,13 +93,22 @@ class FederatedTrainer:
     ) -> None:
         if isinstance(strategy, FedMRN) != (masking is not None):
             raise ValueError("FedMRN needs a MaskingConfig and dense strategies need masking=None")
-        for label, value, low in (("rounds", rounds, 1), ("local_epochs", local_epochs, 1), ("batch_size", batch_size, 1), ("min_clients", min_clients, 1)):
+        for label, value, low in (
+            ("rounds", rounds, 1),
+            ("local_epochs", local_epochs, 1),
+            ("batch_size", batch_size, 1),
+            ("min_clients", min_clients, 1),
+        ):
             if not isinstance(value, int) or value < low:
                 raise ValueError(f"{label} must be an int >= {low}, got {value!r}")
         if not 1 <= clients_per_round <= data.num_clients:
-            raise ValueError(f"clients_per_round must be in [1, {data.num_clients}] (the number of clients), got {clients_per_round}")
+            raise ValueError(
+                f"clients_per_round must be in [1, {data.num_clients}] (the number of clients), got {clients_per_round}"
+            )
         if min_clients > clients_per_round:
-            raise ValueError(f"min_clients={min_clients} exceeds clients_per_round={clients_per_round}: no round could update the model")
+            raise ValueError(
+                f"min_clients={min_clients} exceeds clients_per_round={clients_per_round}: no round could update the model"
+            )
         quiet_lightning()
         self.module = module
         self.data = data
@@ -135,7 +144,9 @@ class FederatedTrainer:
         self._fit_origin = time.perf_counter() - self.elapsed_seconds
         try:
             if self.client_workers > 1 and self.completed_rounds < self.rounds:
-                self._pool = ClientWorkerPool(self.client, self.data, self.batch_size, self.client_workers, self.worker_devices)
+                self._pool = ClientWorkerPool(
+                    self.client, self.data, self.batch_size, self.client_workers, self.worker_devices
+                )
             self._call("on_fit_start")
             for server_round in range(self.completed_rounds + 1, self.rounds + 1):
                 self.run_round(server_round)
@@ -164,7 +175,9 @@ class FederatedTrainer:
         if kept_previous:
             log.warning(
                 "round %d: %d valid update(s), fewer than min_clients=%d; keeping the previous global model",
-                server_round, len(accepted), self.min_clients,
+                server_round,
+                len(accepted),
+                self.min_clients,
             )
         else:
             new_state = self.strategy.aggregate(server_round, self.global_state, [update for _, update in accepted])
@@ -197,7 +210,9 @@ class FederatedTrainer:
             jobs = []
             for client_id in client_ids:
                 job = self._start_job(server_round, client_id)
-                self._finish_job(job, train_client(self.client, self.data, self.global_state, _task(job), self.batch_size))
+                self._finish_job(
+                    job, train_client(self.client, self.data, self.global_state, _task(job), self.batch_size)
+                )
                 jobs.append(job)
             return jobs
         jobs = [self._start_job(server_round, client_id) for client_id in client_ids]
@@ -237,17 +252,23 @@ class FederatedTrainer:
     def _decode(self, job: ClientJob) -> ClientUpdate:
         if job.payload is None:
             raise PayloadError("the client sent no payload (is MaskPacking among the callbacks?)")
-        update = decode_update(job.payload, self.expected_manifest, server_round=job.server_round, max_bytes=self.max_payload_bytes)
+        update = decode_update(
+            job.payload, self.expected_manifest, server_round=job.server_round, max_bytes=self.max_payload_bytes
+        )
         if update.client_id != job.client_id:
             raise PayloadError(f"payload is from client {update.client_id}, expected client {job.client_id}")
         if update.seed != job.seed:
             raise PayloadError(f"payload seed {update.seed} differs from the seed issued to the client ({job.seed})")
         if update.num_examples != job.num_examples:
             # The aggregation weight is the server's own count, never a client's claim.
-            raise PayloadError(f"payload claims {update.num_examples} training examples, the client holds {job.num_examples}")
+            raise PayloadError(
+                f"payload claims {update.num_examples} training examples, the client holds {job.num_examples}"
+            )
         expected_kind = "none" if self.masking is None else self.masking.kind
         if update.mask_kind != expected_kind or (self.masking is not None and update.noise != self.masking.noise):
-            raise PayloadError(f"payload mask kind/noise {update.mask_kind}/{update.noise} differ from the run's {expected_kind}/{self.masking and self.masking.noise}")
+            raise PayloadError(
+                f"payload mask kind/noise {update.mask_kind}/{update.noise} differ from the run's {expected_kind}/{self.masking and self.masking.noise}"
+            )
         for name, tensor in update.dense.items():
             if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
                 raise PayloadError(f"tensor {name!r} has non-finite values")
@@ -258,7 +279,9 @@ class FederatedTrainer:
             return []
         names = [name for name, _, _ in self.masking.selector.select(self.module)]
         if not names:
-            raise ValueError(f"the masking selector {self.masking.selector} selects no parameter of {type(self.module).__name__}")
+            raise ValueError(
+                f"the masking selector {self.masking.selector} selects no parameter of {type(self.module).__name__}"
+            )
         return names
 
     def _expected_manifest(self) -> dict[str, TensorSpec]:
@@ -269,7 +292,9 @@ class FederatedTrainer:
         }
 
     # --------------------------------------------------------------- figures
-    def _round_metrics(self, server_round: int, jobs: list[ClientJob], accepted: list[ClientJob], kept_previous: bool) -> dict[str, Any]:
+    def _round_metrics(
+        self, server_round: int, jobs: list[ClientJob], accepted: list[ClientJob], kept_previous: bool
+    ) -> dict[str, Any]:
         sent = [job for job in jobs if job.payload is not None]
         uplink = sum(len(job.payload) for job in sent)
         dense_uplink = len(sent) * state_bytes(self.global_state)
@@ -352,9 +377,17 @@ def _check_module(module: L.LightningModule, trainer_kwargs: Mapping[str, Any]) 
         raise TypeError(f"module must be a lightning.LightningModule, got {type(module).__name__}")
     for hook in ("training_step", "test_step"):
         if not is_overridden(hook, module, L.LightningModule):
-            raise TypeError(f"{type(module).__name__} must define {hook}(): the trainer trains clients and tests the global model with it")
+            raise TypeError(
+                f"{type(module).__name__} must define {hook}(): the trainer trains clients and tests the global model with it"
+            )
     try:
-        L.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False, **trainer_kwargs)
+        L.Trainer(
+            logger=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            enable_checkpointing=False,
+            **trainer_kwargs,
+        )
     except Exception as error:  # Lightning raises several types for bad accelerator/precision settings
         raise ValueError(f"invalid lightning.Trainer settings {dict(trainer_kwargs)}: {error}") from None
 

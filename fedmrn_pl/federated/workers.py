@@ -45,7 +45,9 @@ class TaskOutcome:
     seconds: float
 
 
-def train_client(client: FederatedClient, data: Any, global_state: Mapping[str, torch.Tensor], task: ClientTask, batch_size: int) -> TaskOutcome:
+def train_client(
+    client: FederatedClient, data: Any, global_state: Mapping[str, torch.Tensor], task: ClientTask, batch_size: int
+) -> TaskOutcome:
     """Train one client; a failure becomes ``TaskOutcome.error`` instead of an exception."""
     started = time.perf_counter()
     # Global RNG too (dropout in user models): a pure function of (run, round, client),
@@ -109,7 +111,9 @@ class ClientWorkerPool:
         # Plain pickle copies the module's tensors; torch.multiprocessing's pickler would
         # share their memory, and every worker would then train the same parameters.
         client_bytes = pickle.dumps(client)
-        self._pool = context.Pool(num_workers, initializer=_init_worker, initargs=(client_bytes, data, batch_size, devices, threads))
+        self._pool = context.Pool(
+            num_workers, initializer=_init_worker, initargs=(client_bytes, data, batch_size, devices, threads)
+        )
 
     def run(self, global_state: Mapping[str, torch.Tensor], tasks: Sequence[ClientTask]) -> list[TaskOutcome]:
         """Train every task, in parallel; outcomes come back in task order."""

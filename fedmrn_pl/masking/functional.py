@@ -73,7 +73,9 @@ def psm_probability(schedule: str, step: int, total_steps: int) -> float:
     return 0.5 * (1.0 - math.cos(math.pi * progress))
 
 
-def mask_values(update: torch.Tensor, noise: torch.Tensor, kind: str, p: float, generator: torch.Generator | None = None) -> torch.Tensor:
+def mask_values(
+    update: torch.Tensor, noise: torch.Tensor, kind: str, p: float, generator: torch.Generator | None = None
+) -> torch.Tensor:
     """PSM mask ``M(u, n)``: per element SM with probability ``p``, else the clipped expectation.
 
     One uniform draw per element serves both choices (see the module docstring), so
@@ -106,12 +108,21 @@ class _MaskedWeight(torch.autograd.Function):
         return grad_weight, grad_output, None, None, None, None
 
 
-def masked_noise(update: torch.Tensor, noise: torch.Tensor, kind: str, p: float, generator: torch.Generator | None = None) -> torch.Tensor:
+def masked_noise(
+    update: torch.Tensor, noise: torch.Tensor, kind: str, p: float, generator: torch.Generator | None = None
+) -> torch.Tensor:
     """The masked-noise weight delta ``n * M(u, n)`` with a straight-through gradient to ``update``."""
     zero = torch.zeros((), dtype=noise.dtype, device=noise.device)  # w = 0: the delta alone
     return _MaskedWeight.apply(zero, update, noise, kind, float(p), generator)
 
 
-def masked_weight(weight: torch.Tensor, update: torch.Tensor, noise: torch.Tensor, kind: str, p: float, generator: torch.Generator | None = None) -> torch.Tensor:
+def masked_weight(
+    weight: torch.Tensor,
+    update: torch.Tensor,
+    noise: torch.Tensor,
+    kind: str,
+    p: float,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
     """The effective weight ``w + n * M(u, n)``: ``weight + masked_noise(...)`` (up to rounding), one kernel and one graph node fewer."""
     return _MaskedWeight.apply(weight, update, noise, kind, float(p), generator)

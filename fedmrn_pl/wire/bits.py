@@ -64,9 +64,7 @@ def unpack_bits(data: bytes | bytearray | memoryview, shape: Sequence[int]) -> t
     numel = math.prod(shape)
     packed = np.frombuffer(data, dtype=np.uint8)
     if packed.size != packed_size(numel):
-        raise PayloadError(
-            f"packed mask of {numel} elements must be {packed_size(numel)} bytes, got {packed.size}"
-        )
+        raise PayloadError(f"packed mask of {numel} elements must be {packed_size(numel)} bytes, got {packed.size}")
     used = numel % 8
     if used and packed[-1] >> used:
         raise PayloadError(

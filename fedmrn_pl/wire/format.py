@@ -67,9 +67,7 @@ class TensorSpec:
         object.__setattr__(self, "shape", tuple(int(d) for d in self.shape))
 
 
-def expected_manifest(
-    masks: Mapping[str, Sequence[int]], dense: Mapping[str, Sequence[int]]
-) -> dict[str, TensorSpec]:
+def expected_manifest(masks: Mapping[str, Sequence[int]], dense: Mapping[str, Sequence[int]]) -> dict[str, TensorSpec]:
     """Build the ``expected`` argument of :func:`decode_update` from ``{name: shape}`` maps.
 
     Raises:
@@ -173,9 +171,7 @@ def _manifest_entry(name: str, encoding: str, shape: tuple[int, ...], size: int)
 def _dense_body(name: str, tensor: torch.Tensor, dense_dtype: str | None) -> tuple[str, bytes]:
     """``(encoding, little-endian raw bytes)`` of one dense tensor."""
     if tensor.dtype not in TORCH_DTYPES.values():
-        raise ValueError(
-            f"dense tensor {name!r} has dtype {tensor.dtype}; the wire format sends {list(TORCH_DTYPES)}"
-        )
+        raise ValueError(f"dense tensor {name!r} has dtype {tensor.dtype}; the wire format sends {list(TORCH_DTYPES)}")
     encoding = dense_dtype if dense_dtype and tensor.is_floating_point() else dtype_name(tensor.dtype)
     array = tensor.detach().to("cpu", TORCH_DTYPES[encoding]).contiguous().numpy()
     return encoding, array.astype(WIRE_NUMPY_DTYPES[encoding], copy=False).tobytes()

@@ -37,7 +37,9 @@ def test_stopped_and_resumed_run_equals_the_uninterrupted_run(small_config, tmp_
         run_experiment(interrupted, callbacks=[StopAfter(2)], echo=False)
     assert load_checkpoint(tmp_path / "split")["completed_rounds"] == 2
 
-    resumed = run_experiment(small_config(*overrides, f"output_dir={tmp_path / 'split'}", f"resume={tmp_path / 'split'}"), echo=False)
+    resumed = run_experiment(
+        small_config(*overrides, f"output_dir={tmp_path / 'split'}", f"resume={tmp_path / 'split'}"), echo=False
+    )
     assert resumed["global_model_sha256"] == full["global_model_sha256"]
     assert _comparable(resumed["per_round"]) == _comparable(full["per_round"])
     written = json.loads((tmp_path / "split" / "metrics.json").read_text())

@@ -54,7 +54,13 @@ def test_format_round_shows_the_round_figures() -> None:
 
 
 def test_format_round_tolerates_missing_and_nan_figures() -> None:
-    metrics = {"round": 1, "test/acc": math.nan, "uplink/bytes": 0, "uplink/cumulative_bytes": 0, "dropped_clients": [{}, {}]}
+    metrics = {
+        "round": 1,
+        "test/acc": math.nan,
+        "uplink/bytes": 0,
+        "uplink/cumulative_bytes": 0,
+        "dropped_clients": [{}, {}],
+    }
     line = format_round(metrics, 2, [metrics])
     assert line.startswith("round 1/2  acc -  loss -  uplink 0.00 MB (cum 0.00 MB, -)  dropped 2")
 

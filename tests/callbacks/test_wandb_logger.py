@@ -44,7 +44,7 @@ def read_records(path: Path) -> list[Record]:
         if room < _HEADER or kind == 0:  # block trailer / zero padding
             position += room
             continue
-        chunk = data[position + _HEADER: position + _HEADER + length]
+        chunk = data[position + _HEADER : position + _HEADER + length]
         assert zlib.crc32(bytes([kind]) + chunk) == checksum, f"bad checksum at byte {position}"
         position += _HEADER + length
         if kind == _FULL:
@@ -101,11 +101,21 @@ def wandb_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def test_offline_run_records_what_the_trainer_computed(wandb_env: Path, tmp_path: Path) -> None:
-    config = load_config(None, [
-        "data.name=digits", "data.num_clients=6", "train.clients_per_round=2", "train.rounds=2",
-        "train.local_epochs=1", "train.batch_size=32", "progress=false", "wandb.enabled=true",
-        "wandb.tags=[test]", f"output_dir={tmp_path / 'run'}",
-    ])
+    config = load_config(
+        None,
+        [
+            "data.name=digits",
+            "data.num_clients=6",
+            "train.clients_per_round=2",
+            "train.rounds=2",
+            "train.local_epochs=1",
+            "train.batch_size=32",
+            "progress=false",
+            "wandb.enabled=true",
+            "wandb.tags=[test]",
+            f"output_dir={tmp_path / 'run'}",
+        ],
+    )
     summary = run_experiment(config, echo=False)
     per_round = summary["per_round"]
 
@@ -143,7 +153,9 @@ def test_offline_run_records_what_the_trainer_computed(wandb_env: Path, tmp_path
         assert final[key] == summary[key]
 
     files_dir = log.parent / "files"
-    images = [item for history in of_type(records, "history") for item in history.item if item.nested_key[-1:] == ["path"]]
+    images = [
+        item for history in of_type(records, "history") for item in history.item if item.nested_key[-1:] == ["path"]
+    ]
     assert sorted(item.nested_key[0] for item in images) == ["plots/accuracy_vs_round", "plots/accuracy_vs_uplink"]
     assert all((files_dir / json.loads(item.value_json)).is_file() for item in images)
     assert all((tmp_path / "run" / name).is_file() for name in PLOT_NAMES)
@@ -162,8 +174,19 @@ def test_offline_run_records_what_the_trainer_computed(wandb_env: Path, tmp_path
 
 
 def test_failed_run_exits_1_and_a_resume_continues_the_same_run(wandb_env: Path, tmp_path: Path) -> None:
-    history = [{"round": 1, "dropped_clients": [], "accepted_clients": 1, "uplink/bytes": 10, "uplink/cumulative_bytes": 10,
-                "uplink/dense_bytes": 320, "downlink/bytes": 320, "test/acc": 0.5, "test/loss": 1.0}]
+    history = [
+        {
+            "round": 1,
+            "dropped_clients": [],
+            "accepted_clients": 1,
+            "uplink/bytes": 10,
+            "uplink/cumulative_bytes": 10,
+            "uplink/dense_bytes": 320,
+            "downlink/bytes": 320,
+            "test/acc": 0.5,
+            "test/loss": 1.0,
+        }
+    ]
     trainer = SimpleNamespace(history=[], completed_rounds=0, global_state={"w": torch.ones(2, 2)}, elapsed_seconds=1.0)
     first = WandbLogger(dir=tmp_path, log_model=False)
     first.on_fit_start(trainer)
@@ -210,7 +233,9 @@ def test_disabled_mode_writes_nothing(tmp_path: Path, monkeypatch: pytest.Monkey
         ("online", "disabled", "disabled"),
     ],
 )
-def test_resolve_mode(configured: str | None, environment: str | None, expected: str | None, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_resolve_mode(
+    configured: str | None, environment: str | None, expected: str | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
     if environment is None:
         monkeypatch.delenv("WANDB_MODE", raising=False)
     else:
@@ -225,11 +250,21 @@ def test_invalid_mode_lists_the_valid_ones() -> None:
 
 def test_round_scalars_keep_grouped_numbers_and_count_clients() -> None:
     metrics = {
-        "round": 4, "clients": [1, 2, 3], "accepted_clients": 2, "kept_previous_model": False,
+        "round": 4,
+        "clients": [1, 2, 3],
+        "accepted_clients": 2,
+        "kept_previous_model": False,
         "dropped_clients": [{"client_id": 3, "reason": "invalid payload"}],
-        "test/acc": 0.9, "train/loss": math.nan, "uplink/bytes": 100, "custom/flag": True,
+        "test/acc": 0.9,
+        "train/loss": math.nan,
+        "uplink/bytes": 100,
+        "custom/flag": True,
     }
     assert round_scalars(metrics) == {
-        "round": 4, "test/acc": 0.9, "uplink/bytes": 100,
-        "clients/accepted": 2, "clients/dropped": 1, "round/kept_previous_model": 0,
+        "round": 4,
+        "test/acc": 0.9,
+        "uplink/bytes": 100,
+        "clients/accepted": 2,
+        "clients/dropped": 1,
+        "round/kept_previous_model": 0,
     }

@@ -101,8 +101,6 @@ def test_out_of_range_client_id_raises_with_the_valid_range(digits: FederatedDat
         ({"batch_size": 0}, "batch_size must be >= 1"),
     ],
 )
-def test_invalid_settings_are_rejected_at_construction(
-    digits: FederatedDataset, kwargs: dict, message: str
-) -> None:
+def test_invalid_settings_are_rejected_at_construction(digits: FederatedDataset, kwargs: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         FederatedDataModule(digits, **kwargs)

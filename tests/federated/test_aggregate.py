@@ -28,7 +28,10 @@ def _masked_update(client_id, seed, num_examples, kind="binary"):
         noise=SPEC,
         num_examples=num_examples,
         masks={"layer.weight": torch.rand(6, 4, generator=generator) < 0.5},
-        dense={"layer.bias": torch.full((6,), float(client_id)), "norm.num_batches_tracked": torch.tensor(10 + client_id)},
+        dense={
+            "layer.bias": torch.full((6,), float(client_id)),
+            "norm.num_batches_tracked": torch.tensor(10 + client_id),
+        },
     )
 
 

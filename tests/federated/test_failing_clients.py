@@ -3,7 +3,15 @@
 import pytest
 import torch
 
-from fedmrn_pl import ClassificationTask, FedAvg, FederatedDataModule, FederatedTrainer, FedMRN, MaskingConfig, build_model
+from fedmrn_pl import (
+    ClassificationTask,
+    FedAvg,
+    FederatedDataModule,
+    FederatedTrainer,
+    FedMRN,
+    MaskingConfig,
+    build_model,
+)
 from fedmrn_pl.callbacks import FederatedCallback
 from fedmrn_pl.federated import run_summary
 

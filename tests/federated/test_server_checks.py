@@ -27,8 +27,18 @@ def _trainer(callbacks=(), module=None, **kwargs):
     data = FederatedDataModule("digits", num_clients=4, seed=0)
     data.setup()
     module = module or ClassificationTask(build_model("cnn4", in_channels=1, num_classes=10, image_size=8, seed=0), 10)
-    return FederatedTrainer(module, data, FedMRN(), MaskingConfig(), rounds=1, clients_per_round=2, local_epochs=1,
-                            batch_size=64, callbacks=list(callbacks), **kwargs)
+    return FederatedTrainer(
+        module,
+        data,
+        FedMRN(),
+        MaskingConfig(),
+        rounds=1,
+        clients_per_round=2,
+        local_epochs=1,
+        batch_size=64,
+        callbacks=list(callbacks),
+        **kwargs
+    )
 
 
 @pytest.mark.parametrize(

@@ -41,8 +41,19 @@ def test_metrics_json_has_the_documented_fields(small_config, tmp_path):
     config = small_config("train.rounds=2")
     summary = run_experiment(config, echo=False)
     written = json.loads((tmp_path / "run" / "metrics.json").read_text())
-    for key in ("method", "final_test_accuracy", "best_test_accuracy", "rounds", "uplink_bytes", "dense_uplink_bytes",
-                "uplink_compression", "downlink_bytes", "wall_seconds", "global_model_sha256", "per_round"):
+    for key in (
+        "method",
+        "final_test_accuracy",
+        "best_test_accuracy",
+        "rounds",
+        "uplink_bytes",
+        "dense_uplink_bytes",
+        "uplink_compression",
+        "downlink_bytes",
+        "wall_seconds",
+        "global_model_sha256",
+        "per_round",
+    ):
         assert key in written, key
     assert written["method"] == "fedmrn-binary"
     assert written["uplink_bytes"] == sum(r["uplink/bytes"] for r in written["per_round"])

@@ -44,8 +44,9 @@ def test_a_user_lstm_module_trains_federated_without_changes():
     data.setup()
     torch.manual_seed(0)  # the user's own init, made repeatable for the test
     module = RowLSTM()
-    trainer = FederatedTrainer(module, data, FedMRN(), MaskingConfig(), rounds=6, clients_per_round=3,
-                               local_epochs=2, batch_size=32)
+    trainer = FederatedTrainer(
+        module, data, FedMRN(), MaskingConfig(), rounds=6, clients_per_round=3, local_epochs=2, batch_size=32
+    )
     assert set(trainer.masked_names) == {"encoder.weight_ih_l0", "encoder.weight_hh_l0", "head.weight"}
     history = trainer.fit()
     assert type(module) is RowLSTM and type(module.encoder) is nn.LSTM  # plain again

@@ -95,7 +95,9 @@ def test_wrapped_model_trains_only_updates_and_dense_parameters():
     after = model.state_dict()
     for name in EXPECTED_MASKED:
         assert torch.equal(after[name], before[name])
-    changed_dense = {name for name in after if name not in EXPECTED_MASKED and not torch.equal(after[name], before[name])}
+    changed_dense = {
+        name for name in after if name not in EXPECTED_MASKED and not torch.equal(after[name], before[name])
+    }
     assert {"conv.bias", "head.bias", "norm.weight", "norm.running_mean", "lstm.bias_ih_l0"} <= changed_dense
 
 

@@ -74,8 +74,18 @@ def reseal(content: bytes) -> bytes:
     return content + hashlib.blake2b(content, digest_size=16).digest()
 
 
-def raw_payload(entries: list[tuple], bodies: list[bytes], *, kind: int = 0, family: int = 0, alpha: float = 0.5,
-                version: int = 1, flags: int = 0, count: int | None = None, manifest_delta: int = 0) -> bytes:
+def raw_payload(
+    entries: list[tuple],
+    bodies: list[bytes],
+    *,
+    kind: int = 0,
+    family: int = 0,
+    alpha: float = 0.5,
+    version: int = 1,
+    flags: int = 0,
+    count: int | None = None,
+    manifest_delta: int = 0,
+) -> bytes:
     """Hand-build a payload: ``entries`` are ``(name bytes, encoding code, shape, body length)``."""
     manifest = b"".join(
         struct.pack("<H", len(name)) + name + struct.pack(f"<BB{len(shape)}QQ", code, len(shape), *shape, size)

@@ -161,4 +161,4 @@ def test_resealed_body_edits_are_refused_or_decoded_as_the_bytes_say():
 
 @pytest.mark.parametrize("cut", [1, 8, 57, 58, 59])
 def test_resealed_truncations_are_refused(cut):
-    assert _decode(_reseal(PAYLOAD[:-CHECKSUM_SIZE - cut] + bytes(CHECKSUM_SIZE))) is None
+    assert _decode(_reseal(PAYLOAD[: -CHECKSUM_SIZE - cut] + bytes(CHECKSUM_SIZE))) is None
