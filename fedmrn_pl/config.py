@@ -36,6 +36,8 @@ class ConfigError(ValueError):
 
 @dataclass
 class DataConfig:
+    """Dataset, partition among clients, and where torchvision files live."""
+
     name: str = "mnist5k"  # one of DATASETS
     root: str = "data"  # where torchvision datasets live
     download: bool = False  # let torchvision download missing files (needs internet)
@@ -49,6 +51,8 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
+    """Which built-in network and how it is initialised."""
+
     name: str = "cnn4"  # one of MODELS
     bias: bool = False  # the paper's models are bias-free
     init: str = "paper"  # "paper": N(0, 0.01) weights; "default": PyTorch init
@@ -56,6 +60,8 @@ class ModelConfig:
 
 @dataclass
 class MethodConfig:
+    """FedMRN masking (or the FedAvg baseline) and how dense tensors travel."""
+
     name: str = "fedmrn"  # "fedmrn" or "fedavg"
     mask: str = "binary"  # "binary" or "signed"
     noise: str = "uniform"  # uniform, gauss or bernoulli
@@ -68,6 +74,8 @@ class MethodConfig:
 
 @dataclass
 class TrainConfig:
+    """Rounds, local training and where clients run."""
+
     rounds: int = 10
     clients_per_round: int = 5
     local_epochs: int = 2
@@ -84,6 +92,8 @@ class TrainConfig:
 
 @dataclass
 class WandbConfig:
+    """Weights & Biases tracking (offline unless asked for online)."""
+
     enabled: bool = False
     project: str = "fedmrn-pl"
     entity: str | None = None
@@ -96,6 +106,8 @@ class WandbConfig:
 
 @dataclass
 class ExperimentConfig:
+    """One run: seed, output, checkpointing, and the sections above."""
+
     seed: int = 0
     output_dir: str = "runs/default"
     save_payloads: bool = False  # also write every uplink payload to <output_dir>/payloads
