@@ -193,7 +193,11 @@ def run_experiment(
         trainer.history,
         trainer.global_state,
         trainer.elapsed_seconds,
-        extra={"dense_dtype": config.method.dense_dtype, "config": to_container(config)},
+        extra={
+            "dense_dtype": config.method.dense_dtype,
+            "partition": {**datamodule.partition_stats["summary"], "client_sizes": datamodule.partition_stats["sizes"]},
+            "config": to_container(config),
+        },
     )
     write_metrics_json(output_dir / "metrics.json", summary)
     plot_run(output_dir)

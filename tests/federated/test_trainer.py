@@ -58,6 +58,7 @@ def test_metrics_json_has_the_documented_fields(small_config, tmp_path):
     assert written["method"] == "fedmrn-binary"
     assert written["uplink_bytes"] == sum(r["uplink/bytes"] for r in written["per_round"])
     assert written["global_model_sha256"] == summary["global_model_sha256"]
+    assert written["partition"]["num_clients"] == 10 and sum(written["partition"]["client_sizes"]) == 1437
 
 
 def test_uplink_bytes_are_the_real_payload_sizes_and_near_the_bound(small_config):
