@@ -27,9 +27,8 @@ import torch
 
 from fedmrn_pl.config import load_config
 from fedmrn_pl.data import load_dataset
-from fedmrn_pl.experiment import masking_from_config, run_experiment
+from fedmrn_pl.experiment import masking_from_config, model_from_config, run_experiment
 from fedmrn_pl.masking import ParameterSelector
-from fedmrn_pl.models import build_model
 
 DIRICHLET = ["data.partition=dirichlet", "data.beta=0.3"]
 LABEL_COUNT = ["data.partition=label_count", "data.labels_per_client=2"]
@@ -71,14 +70,7 @@ def compression_bound(config: Any) -> float:
     if masking is None:
         return 1.0
     data = load_dataset(config.data.name, config.data.root, config.data.download, seed=config.seed)
-    model = build_model(
-        config.model.name,
-        in_channels=data.in_channels,
-        num_classes=data.num_classes,
-        image_size=data.image_size,
-        bias=config.model.bias,
-        init=config.model.init,
-    )
+    model = model_from_config(config, data)
     selector: ParameterSelector = masking.selector
     masked = {name for name, _, _ in selector.select(model)}
     floats = {name: t for name, t in model.state_dict().items() if t.is_floating_point()}

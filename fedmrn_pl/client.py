@@ -34,7 +34,7 @@ from fedmrn_pl.masking import (
 from fedmrn_pl.seeding import derive_seed, make_generator
 from fedmrn_pl.update import ClientUpdate, NoiseSpec
 
-__all__ = ["ClientResult", "FederatedClient", "ProgressiveMasking", "quiet_lightning"]
+__all__ = ["ClientResult", "FederatedClient", "ProgressiveMasking", "cpu_state", "quiet_lightning"]
 
 
 class ProgressiveMasking(L.Callback):
@@ -95,6 +95,11 @@ def _mask_stats(parametrizations: Mapping[str, Any], masks: Mapping[str, torch.T
     update_sum = sum(float(p.update.abs().sum()) for p in parametrizations.values())
     noise_sum = sum(float(p.noise.abs().sum()) for p in parametrizations.values())
     return {"mask_ones_fraction": ones / max(numel, 1), "mean_abs_u_over_n": update_sum / max(noise_sum, 1e-30)}
+
+
+def cpu_state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """A detached CPU copy of ``module.state_dict()`` that later training cannot change."""
+    return {name: tensor.detach().cpu().clone() for name, tensor in module.state_dict().items()}
 
 
 @dataclass
@@ -177,7 +182,7 @@ class FederatedClient:
             if is_masked(self.module):
                 remove_masked_noise(self.module)
         train_loss = trainer.callback_metrics.get(self.train_loss_key)
-        state = {name: tensor.detach().cpu().clone() for name, tensor in self.module.state_dict().items()}
+        state = cpu_state(self.module)
         if masking_callback is None:
             update = ClientUpdate(server_round, client_id, noise_seed, "none", NoiseSpec(), num_examples, dense=state)
             stats = {}

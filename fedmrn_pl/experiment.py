@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 from omegaconf import DictConfig, OmegaConf
 
 from fedmrn_pl.callbacks import (
@@ -18,7 +19,7 @@ from fedmrn_pl.callbacks import (
     load_checkpoint,
 )
 from fedmrn_pl.config import ConfigError, to_container
-from fedmrn_pl.data import FederatedDataModule, format_partition_stats
+from fedmrn_pl.data import FederatedDataModule, FederatedDataset, format_partition_stats
 from fedmrn_pl.federated import FedAvg, FederatedTrainer, FedMRN, run_summary, write_metrics_json
 from fedmrn_pl.masking import MaskingConfig, ParameterSelector, default_alpha
 from fedmrn_pl.models import build_model
@@ -27,7 +28,7 @@ from fedmrn_pl.seeding import derive_seed
 from fedmrn_pl.task import ClassificationTask
 from fedmrn_pl.update import NoiseSpec
 
-__all__ = ["build_datamodule", "build_trainer", "masking_from_config", "run_experiment"]
+__all__ = ["build_datamodule", "build_trainer", "masking_from_config", "model_from_config", "run_experiment"]
 
 
 def masking_from_config(config: DictConfig) -> MaskingConfig | None:
@@ -66,21 +67,26 @@ def build_datamodule(config: DictConfig) -> FederatedDataModule:
     return datamodule
 
 
+def model_from_config(config: DictConfig, data: FederatedDataset) -> nn.Module:
+    """The configured built-in model for ``data``'s image shape, initialised from the run seed."""
+    return build_model(
+        config.model.name,
+        in_channels=data.in_channels,
+        num_classes=data.num_classes,
+        image_size=data.image_size,
+        bias=config.model.bias,
+        init=config.model.init,
+        seed=derive_seed(config.seed, purpose="model_init"),
+    )
+
+
 def build_trainer(
     config: DictConfig, callbacks: Sequence[FederatedCallback] = (), datamodule: FederatedDataModule | None = None
 ) -> FederatedTrainer:
     """A ``FederatedTrainer`` for ``config`` with the built-in model and task."""
     datamodule = datamodule or build_datamodule(config)
     info = datamodule.data
-    model = build_model(
-        config.model.name,
-        in_channels=info.in_channels,
-        num_classes=info.num_classes,
-        image_size=info.image_size,
-        bias=config.model.bias,
-        init=config.model.init,
-        seed=derive_seed(config.seed, purpose="model_init"),
-    )
+    model = model_from_config(config, info)
     train = config.train
     module = ClassificationTask(
         model, info.num_classes, lr=train.lr, momentum=train.momentum, weight_decay=train.weight_decay

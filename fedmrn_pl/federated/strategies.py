@@ -7,6 +7,7 @@ previous one.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 
 import torch
@@ -19,16 +20,16 @@ __all__ = ["FedAvg", "FedMRN", "Strategy"]
 State = dict[str, torch.Tensor]
 
 
-class Strategy:
+class Strategy(ABC):
     """Base class: ``aggregate(server_round, global_state, updates) -> new state | None``."""
 
     name = "strategy"
 
+    @abstractmethod
     def aggregate(
         self, server_round: int, global_state: Mapping[str, torch.Tensor], updates: Sequence[ClientUpdate]
     ) -> State | None:
         """Return the next global state from this round's valid updates (None: keep the old one)."""
-        raise NotImplementedError
 
     def state_dict(self) -> dict:
         """Server-side state to checkpoint (none for the built-in strategies)."""

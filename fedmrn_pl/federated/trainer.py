@@ -20,7 +20,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from fedmrn_pl.callbacks import FederatedCallback, MaskPacking, SeedSync
-from fedmrn_pl.client import FederatedClient, quiet_lightning
+from fedmrn_pl.client import FederatedClient, cpu_state, quiet_lightning
 from fedmrn_pl.federated.job import ClientJob
 from fedmrn_pl.federated.report import state_bytes
 from fedmrn_pl.federated.sampling import sample_clients
@@ -129,7 +129,7 @@ class FederatedTrainer:
         self.callbacks = _with_default_callbacks(callbacks)
         self.client = FederatedClient(module, masking, local_epochs, run_seed, self.trainer_kwargs)
         _check_module(module, self.trainer_kwargs)
-        self.global_state = _detached_state(module)
+        self.global_state = cpu_state(module)
         _check_wire_dtypes(self.global_state)
         self.masked_names = self._masked_names()
         self.expected_manifest = self._expected_manifest()
@@ -183,7 +183,6 @@ class FederatedTrainer:
             new_state = self.strategy.aggregate(server_round, self.global_state, [update for _, update in accepted])
             if new_state is not None:
                 self.global_state = new_state
-        self.module.load_state_dict(self.global_state)
         accepted_jobs = [job for job, _ in accepted]
         self._call("on_aggregate_end", server_round, accepted_jobs)
         metrics = self._round_metrics(server_round, jobs, accepted_jobs, kept_previous)
@@ -403,7 +402,3 @@ def _check_wire_dtypes(state: Mapping[str, torch.Tensor]) -> None:
             f"tensors {unsupported} have dtypes the payload format cannot carry; "
             "use float32/float16 parameters and float or int64 buffers"
         )
-
-
-def _detached_state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
-    return {name: tensor.detach().cpu().clone() for name, tensor in module.state_dict().items()}

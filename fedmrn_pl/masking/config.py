@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from fedmrn_pl.masking.functional import MASKED_KINDS, SCHEDULES
+from fedmrn_pl.masking.functional import SCHEDULES, check_mask_kind
 from fedmrn_pl.masking.selection import ParameterSelector
 from fedmrn_pl.update import NoiseSpec
 
@@ -26,7 +26,6 @@ class MaskingConfig:
     selector: ParameterSelector = field(default_factory=ParameterSelector)  # what is masked
 
     def __post_init__(self) -> None:
-        if self.kind not in MASKED_KINDS:
-            raise ValueError(f"mask kind {self.kind!r} is not valid; choose one of {list(MASKED_KINDS)}")
+        check_mask_kind(self.kind)
         if self.schedule not in SCHEDULES:
             raise ValueError(f"PSM schedule {self.schedule!r} is not valid; choose one of {list(SCHEDULES)}")

@@ -24,6 +24,7 @@ import torch
 __all__ = [
     "MASKED_KINDS",
     "SCHEDULES",
+    "check_mask_kind",
     "expected_mask",
     "mask_values",
     "masked_noise",
@@ -36,7 +37,8 @@ MASKED_KINDS = ("binary", "signed")
 SCHEDULES = ("linear", "cosine", "constant")
 
 
-def _check_kind(kind: str) -> None:
+def check_mask_kind(kind: str) -> None:
+    """Raise ``ValueError`` listing the valid kinds unless ``kind`` is one of them."""
     if kind not in MASKED_KINDS:
         raise ValueError(f"mask kind {kind!r} is not valid; choose one of {list(MASKED_KINDS)}")
 
@@ -50,14 +52,14 @@ def _sample(ratio: torch.Tensor, draw: torch.Tensor, kind: str, p: float = 1.0) 
 
 def stochastic_mask(ratio: torch.Tensor, kind: str, generator: torch.Generator | None = None) -> torch.Tensor:
     """Sample an SM mask (float, values {0,1} or {-1,+1}) for ``ratio = u / n``."""
-    _check_kind(kind)
+    check_mask_kind(kind)
     xi = torch.rand(ratio.shape, generator=generator, device=ratio.device, dtype=ratio.dtype)
     return _sample(ratio, xi, kind)
 
 
 def expected_mask(ratio: torch.Tensor, kind: str) -> torch.Tensor:
     """The SM mask's expectation inside its clip range: ``clip(r, 0, 1)`` or ``clip(r, -1, 1)``."""
-    _check_kind(kind)
+    check_mask_kind(kind)
     return ratio.clamp(0.0, 1.0) if kind == "binary" else ratio.clamp(-1.0, 1.0)
 
 
@@ -81,7 +83,7 @@ def mask_values(
     One uniform draw per element serves both choices (see the module docstring), so
     ``p = 1`` gives exactly ``stochastic_mask`` with the same generator state.
     """
-    _check_kind(kind)
+    check_mask_kind(kind)
     ratio = update / noise
     low = 0.0 if kind == "binary" else -1.0
     if p <= 0.0:

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from fedmrn_pl.masking.functional import MASKED_KINDS, masked_weight, stochastic_mask
+from fedmrn_pl.masking.functional import check_mask_kind, masked_weight, stochastic_mask
 from fedmrn_pl.masking.noise import generate_noise
 from fedmrn_pl.masking.selection import ParameterSelector
 from fedmrn_pl.update import NoiseSpec
@@ -34,8 +34,7 @@ class MaskedNoise(nn.Module):
 
     def __init__(self, noise: torch.Tensor, kind: str) -> None:
         super().__init__()
-        if kind not in MASKED_KINDS:
-            raise ValueError(f"mask kind {kind!r} is not valid; choose one of {list(MASKED_KINDS)}")
+        check_mask_kind(kind)
         self.kind = kind
         self.register_buffer("noise", noise, persistent=False)
         self.update = nn.Parameter(torch.zeros_like(noise))
