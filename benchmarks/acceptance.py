@@ -84,7 +84,7 @@ def run_row(row: Row, out: Path, extra: list[str]) -> dict[str, Any]:
     """Run one row of the matrix and return the figures of the table."""
     config = load_config(None, [*row.overrides, f"output_dir={out / row.name}", *extra])
     bound = compression_bound(config)
-    summary = run_experiment(config, echo=False)
+    summary = run_experiment(config)
     method = summary["method"] if config.method.name == "fedavg" else f"{summary['method']} ({config.method.noise})"
     compression = summary["uplink_compression"]
     return {

@@ -3,17 +3,42 @@
 Like Lightning's ``Callback``: a plain class whose hooks do nothing; subclasses
 override what they need. Stateful callbacks return plain data from ``state_dict``
 and are checkpointed under ``state_key``.
+
+Callbacks see the trainer through :class:`FederatedRun`, the part of
+``FederatedTrainer`` they may read, so this package never imports ``federated/``
+(which imports the callbacks it installs by default).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-if TYPE_CHECKING:
-    from fedmrn_pl.federated.job import ClientJob
-    from fedmrn_pl.federated.trainer import FederatedTrainer
+import torch
 
-__all__ = ["FederatedCallback"]
+from fedmrn_pl.masking.config import MaskingConfig
+from fedmrn_pl.messages import FitRequest, FitResult
+from fedmrn_pl.wire import TensorSpec
+
+__all__ = ["FederatedCallback", "FederatedRun"]
+
+
+class FederatedRun(Protocol):
+    """What a callback may read of the running ``FederatedTrainer``."""
+
+    run_seed: int  # every random stream is derived from it
+    rounds: int  # the rounds the run will have when done
+    completed_rounds: int  # rounds finished so far
+    history: list[dict[str, Any]]  # per-round metrics so far
+    global_state: dict[str, torch.Tensor]  # the current global model
+    summary: dict[str, Any] | None  # the run's figures, set when the last round is done
+
+    masking: MaskingConfig | None  # the run's masking settings (None: dense updates)
+    expected_manifest: dict[str, TensorSpec]  # every tensor a payload must carry, and how
+    max_payload_bytes: int  # payloads above this size are refused unread
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to resume (tensors and plain data)."""
+        ...
 
 
 class FederatedCallback:
@@ -24,31 +49,31 @@ class FederatedCallback:
         """Key of this callback's state in checkpoints; unique per class by default."""
         return type(self).__qualname__
 
-    def on_fit_start(self, trainer: FederatedTrainer) -> None:
+    def on_fit_start(self, trainer: FederatedRun) -> None:
         """Called when the run starts (after a resume has restored its state)."""
 
-    def on_round_start(self, trainer: FederatedTrainer, server_round: int, client_ids: list[int]) -> None:
+    def on_round_start(self, trainer: FederatedRun, server_round: int, client_ids: list[int]) -> None:
         """Called when a round starts, after clients are sampled."""
 
-    def on_client_fit_start(self, trainer: FederatedTrainer, job: ClientJob) -> None:
-        """Called before a client trains; may set ``job.seed``."""
+    def on_client_fit_start(self, trainer: FederatedRun, request: FitRequest) -> None:
+        """Called before a client trains, where it trains; may set ``request.seed``."""
 
-    def on_client_fit_end(self, trainer: FederatedTrainer, job: ClientJob) -> None:
-        """Called after a client trained; may set ``job.payload`` from ``job.result``."""
+    def on_client_fit_end(self, trainer: FederatedRun, result: FitResult) -> None:
+        """Called after a client trained, where it trained; may turn ``result.update`` into ``result.payload``."""
 
-    def on_aggregate_start(self, trainer: FederatedTrainer, server_round: int, jobs: list[ClientJob]) -> None:
-        """Called before the server decodes and aggregates the round's payloads."""
+    def on_aggregate_start(self, trainer: FederatedRun, server_round: int, results: list[FitResult]) -> None:
+        """Called on the server before it validates and aggregates the round's payloads."""
 
-    def on_aggregate_end(self, trainer: FederatedTrainer, server_round: int, accepted: list[ClientJob]) -> None:
-        """Called after aggregation with the jobs whose updates were used."""
+    def on_aggregate_end(self, trainer: FederatedRun, server_round: int, accepted: list[FitResult]) -> None:
+        """Called after aggregation with the results whose updates were used."""
 
-    def on_round_end(self, trainer: FederatedTrainer, server_round: int, metrics: dict[str, Any]) -> None:
+    def on_round_end(self, trainer: FederatedRun, server_round: int, metrics: dict[str, Any]) -> None:
         """Called after evaluation with the round's metrics (may add entries)."""
 
-    def on_fit_end(self, trainer: FederatedTrainer) -> None:
-        """Called when the run ends, after the last round."""
+    def on_fit_end(self, trainer: FederatedRun) -> None:
+        """Called when the run ends, after the last round and ``trainer.summary`` are done."""
 
-    def on_exception(self, trainer: FederatedTrainer, exception: BaseException) -> None:
+    def on_exception(self, trainer: FederatedRun, exception: BaseException) -> None:
         """Called when the run stops with an exception."""
 
     def state_dict(self) -> dict[str, Any]:

@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
-from .base import FederatedCallback
-
-if TYPE_CHECKING:
-    from fedmrn_pl.federated.trainer import FederatedTrainer
+from .base import FederatedCallback, FederatedRun
 
 __all__ = ["CHECKPOINT_NAME", "FederatedCheckpoint", "load_checkpoint", "save_checkpoint"]
 
@@ -75,6 +72,6 @@ class FederatedCheckpoint(FederatedCallback):
         self.every_n_rounds = every_n_rounds
         self.extra = dict(extra or {})
 
-    def on_round_end(self, trainer: FederatedTrainer, server_round: int, metrics: dict[str, Any]) -> None:
+    def on_round_end(self, trainer: FederatedRun, server_round: int, metrics: dict[str, Any]) -> None:
         if server_round % self.every_n_rounds == 0 or server_round == trainer.rounds:
             save_checkpoint({**self.extra, **trainer.state_dict()}, self.path)

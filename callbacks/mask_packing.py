@@ -1,24 +1,27 @@
-"""Mask packing: each client's update becomes the bytes it uploads."""
+"""Mask packing: both directions of the uplink wire format.
+
+On the client side an update becomes the bytes it uploads; on the server side the
+bytes are validated and become an update again. One component owns both, so what
+is packed and what is accepted cannot drift apart.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from fedmrn_pl.config import DENSE_DTYPES
-from fedmrn_pl.wire import encode_update
+import torch
 
-from .base import FederatedCallback
+from fedmrn_pl.messages import FitResult
+from fedmrn_pl.update import DENSE_KIND, ClientUpdate, DenseDtype
+from fedmrn_pl.wire import PayloadError, decode_update, encode_update
 
-if TYPE_CHECKING:
-    from fedmrn_pl.federated.job import ClientJob
-    from fedmrn_pl.federated.trainer import FederatedTrainer
+from .base import FederatedCallback, FederatedRun
 
-__all__ = ["DENSE_DTYPES", "MaskPacking"]
+__all__ = ["MaskPacking"]
 
 
 class MaskPacking(FederatedCallback):
-    """Encode ``job.result.update`` to a wire payload (masks 8 per byte + dense tensors).
+    """Pack each client's update into a payload (masks 8 per byte + dense tensors), and unpack it on the server.
 
     Args:
         dense_dtype: how dense float tensors travel, "float32" or "float16".
@@ -27,17 +30,53 @@ class MaskPacking(FederatedCallback):
     """
 
     def __init__(self, dense_dtype: str = "float32", save_dir: str | Path | None = None) -> None:
-        if dense_dtype not in DENSE_DTYPES:
-            raise ValueError(f"dense_dtype {dense_dtype!r} is not valid; choose one of {list(DENSE_DTYPES)}")
-        self.dense_dtype = dense_dtype
+        self.dense_dtype = DenseDtype.parse(dense_dtype, "dense_dtype")
         self.save_dir = None if save_dir is None else Path(save_dir)
 
-    def on_client_fit_end(self, trainer: FederatedTrainer, job: ClientJob) -> None:
-        if job.result is None:
+    def on_client_fit_end(self, trainer: FederatedRun, result: FitResult) -> None:
+        """Client side: encode ``result.update`` into ``result.payload``; only the bytes go on."""
+        if result.update is None:
             return
-        job.payload = encode_update(
-            job.result.update, dense_dtype=None if self.dense_dtype == "float32" else self.dense_dtype
-        )
+        # float32: each dense tensor in its own dtype; float16: every floating one as float16.
+        dense_dtype = None if self.dense_dtype is DenseDtype.float32 else self.dense_dtype.value
+        result.payload = encode_update(result.update, dense_dtype=dense_dtype)
+        result.update = None
         if self.save_dir is not None:
             self.save_dir.mkdir(parents=True, exist_ok=True)
-            (self.save_dir / f"round_{job.server_round:04d}_client_{job.client_id:04d}.fmrn").write_bytes(job.payload)
+            name = f"round_{result.server_round:04d}_client_{result.client_id:04d}.fmrn"
+            (self.save_dir / name).write_bytes(result.payload)
+
+    def unpack(self, trainer: FederatedRun, result: FitResult) -> ClientUpdate:
+        """Server side: the update in ``result.payload``, validated against what the server issued and holds.
+
+        Raises:
+            PayloadError: the payload is missing, malformed, or disagrees with the
+                request (client, seed, sample count) or the run (mask kind, noise).
+        """
+        if result.payload is None:
+            raise PayloadError("the client sent no payload (is MaskPacking among the callbacks?)")
+        request = result.request
+        update = decode_update(
+            result.payload,
+            trainer.expected_manifest,
+            server_round=request.server_round,
+            max_bytes=trainer.max_payload_bytes,
+        )
+        if update.client_id != request.client_id:
+            raise PayloadError(f"payload is from client {update.client_id}, expected client {request.client_id}")
+        if update.seed != request.seed:
+            raise PayloadError(f"payload seed {update.seed} differs from the seed issued to the client ({request.seed})")
+        if update.num_examples != request.num_examples:
+            # The aggregation weight is the server's own count, never a client's claim.
+            raise PayloadError(
+                f"payload claims {update.num_examples} training examples, the client holds {request.num_examples}"
+            )
+        masking = trainer.masking
+        expected = (DENSE_KIND, None) if masking is None else (masking.kind, masking.noise)
+        received = (update.mask_kind, None if masking is None else update.noise)
+        if received != expected:
+            raise PayloadError(f"payload mask kind/noise {received} differ from the run's {expected}")
+        for name, tensor in update.dense.items():
+            if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+                raise PayloadError(f"tensor {name!r} has non-finite values")
+        return update

@@ -11,15 +11,13 @@ import math
 import os
 import sys
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from tqdm import tqdm
 
-from .base import FederatedCallback
+from fedmrn_pl.messages import FitResult
 
-if TYPE_CHECKING:
-    from fedmrn_pl.federated.job import ClientJob
-    from fedmrn_pl.federated.trainer import FederatedTrainer
+from .base import FederatedCallback, FederatedRun
 
 __all__ = ["ProgressDisplay", "format_round", "is_interactive"]
 
@@ -70,7 +68,7 @@ class ProgressDisplay(FederatedCallback):
         """Whether this run draws tqdm bars (decided when the run starts)."""
         return self.enabled and (self.interactive if self.interactive is not None else is_interactive())
 
-    def on_fit_start(self, trainer: FederatedTrainer) -> None:
+    def on_fit_start(self, trainer: FederatedRun) -> None:
         """Open the rounds bar, starting at the rounds already done (after a resume)."""
         if self.bars:
             self._rounds_bar = tqdm(
@@ -82,7 +80,7 @@ class ProgressDisplay(FederatedCallback):
                 dynamic_ncols=True,
             )
 
-    def on_round_start(self, trainer: FederatedTrainer, server_round: int, client_ids: list[int]) -> None:
+    def on_round_start(self, trainer: FederatedRun, server_round: int, client_ids: list[int]) -> None:
         """Open the transient bar over this round's clients."""
         if self._rounds_bar is not None:
             self._clients_bar = tqdm(
@@ -95,12 +93,12 @@ class ProgressDisplay(FederatedCallback):
                 dynamic_ncols=True,
             )
 
-    def on_client_fit_end(self, trainer: FederatedTrainer, job: ClientJob) -> None:
+    def on_client_fit_end(self, trainer: FederatedRun, result: FitResult) -> None:
         """Advance the clients bar."""
         if self._clients_bar is not None:
             self._clients_bar.update(1)
 
-    def on_round_end(self, trainer: FederatedTrainer, server_round: int, metrics: dict[str, Any]) -> None:
+    def on_round_end(self, trainer: FederatedRun, server_round: int, metrics: dict[str, Any]) -> None:
         """Advance the rounds bar, or print the round's line."""
         if not self.enabled:
             return
@@ -115,11 +113,11 @@ class ProgressDisplay(FederatedCallback):
         )
         self._rounds_bar.update(1)
 
-    def on_fit_end(self, trainer: FederatedTrainer) -> None:
+    def on_fit_end(self, trainer: FederatedRun) -> None:
         """Close the bars."""
         self._close()
 
-    def on_exception(self, trainer: FederatedTrainer, exception: BaseException) -> None:
+    def on_exception(self, trainer: FederatedRun, exception: BaseException) -> None:
         """Close the bars so the traceback starts on a clean line."""
         self._close()
 

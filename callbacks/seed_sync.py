@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
+from fedmrn_pl.messages import FitRequest
 from fedmrn_pl.seeding import derive_seed
 
-from .base import FederatedCallback
-
-if TYPE_CHECKING:
-    from fedmrn_pl.federated.job import ClientJob
-    from fedmrn_pl.federated.trainer import FederatedTrainer
+from .base import FederatedCallback, FederatedRun
 
 __all__ = ["SeedSync"]
 
@@ -22,5 +17,6 @@ class SeedSync(FederatedCallback):
     it can regenerate exactly the noise the client trained with.
     """
 
-    def on_client_fit_start(self, trainer: FederatedTrainer, job: ClientJob) -> None:
-        job.seed = derive_seed(trainer.run_seed, job.server_round, job.client_id, "noise")
+    def on_client_fit_start(self, trainer: FederatedRun, request: FitRequest) -> None:
+        """Issue the client's noise seed for this round."""
+        request.seed = derive_seed(trainer.run_seed, request.server_round, request.client_id, "noise")

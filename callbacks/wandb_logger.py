@@ -7,24 +7,32 @@ fedmrn-pl run continues the same W&B run instead of starting a second one.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
-from fedmrn_pl.config import WANDB_MODES
+from fedmrn_pl.choices import Choice
 
-from .base import FederatedCallback
+from .base import FederatedCallback, FederatedRun
 
-if TYPE_CHECKING:
-    from fedmrn_pl.federated.trainer import FederatedTrainer
-
-__all__ = ["MODEL_NAME", "WANDB_MODES", "WandbLogger", "resolve_mode", "round_scalars"]
+__all__ = ["MODEL_NAME", "WandbLogger", "WandbMode", "resolve_mode", "round_scalars"]
 
 MODEL_NAME = "global_model.pt"
+
+log = logging.getLogger(__name__)
+
+
+class WandbMode(Choice):
+    """Where a W&B run goes: ``offline`` (default, sync later), ``online``, or ``disabled``."""
+
+    offline = "offline"
+    online = "online"
+    disabled = "disabled"
 
 
 def resolve_mode(mode: str | None) -> str | None:
@@ -32,8 +40,8 @@ def resolve_mode(mode: str | None) -> str | None:
 
     Returns None when ``WANDB_MODE`` is set, so wandb reads it itself.
     """
-    if mode is not None and mode not in WANDB_MODES:
-        raise ValueError(f"wandb mode {mode!r} is not valid; choose one of {list(WANDB_MODES)}")
+    if mode is not None:
+        mode = WandbMode.parse(mode, "wandb mode")
     if mode == "disabled" or os.environ.get("WANDB_MODE") == "disabled":
         return "disabled"
     if os.environ.get("WANDB_MODE"):
@@ -56,7 +64,6 @@ class WandbLogger(FederatedCallback):
             file; default the config's ``output_dir``, else the working directory.
         config: the full resolved experiment config as plain data (``wandb.config``).
         log_model: save the final global model and log it as a ``model`` artifact.
-        label: legend label of the plots; default the run name, else "run".
     """
 
     def __init__(
@@ -70,7 +77,6 @@ class WandbLogger(FederatedCallback):
         dir: str | Path | None = None,
         config: Mapping[str, Any] | None = None,
         log_model: bool = True,
-        label: str | None = None,
     ) -> None:
         resolve_mode(mode)  # fail at construction on an invalid mode
         self.project = project
@@ -83,12 +89,11 @@ class WandbLogger(FederatedCallback):
         default_dir = self.config.get("output_dir") or Path.cwd()
         self.dir = Path(dir if dir is not None else default_dir)
         self.log_model = log_model
-        self.label = label or name or "run"
         self.run_id: str | None = None  # checkpointed: a resumed run continues this W&B run
         self.run: Any = None
 
     # ------------------------------------------------------------------ hooks
-    def on_fit_start(self, trainer: FederatedTrainer) -> None:
+    def on_fit_start(self, trainer: FederatedRun) -> None:
         """Start (or, after a resume, continue) the W&B run."""
         mode = resolve_mode(self.mode)
         if mode == "disabled":
@@ -114,33 +119,36 @@ class WandbLogger(FederatedCallback):
         self.run.define_metric("round")
         self.run.define_metric("*", step_metric="round")
 
-    def on_round_end(self, trainer: FederatedTrainer, server_round: int, metrics: dict[str, Any]) -> None:
+    def on_round_end(self, trainer: FederatedRun, server_round: int, metrics: dict[str, Any]) -> None:
         """Log the round's scalar metrics at ``step=server_round``."""
         if self.run is not None:
             self.run.log(round_scalars(metrics), step=server_round)
 
-    def on_fit_end(self, trainer: FederatedTrainer) -> None:
-        """Write the summary, the plots and the model artifact, then finish the run."""
+    def on_fit_end(self, trainer: FederatedRun) -> None:
+        """Write the run summary, the plots the run drew, and the model artifact, then finish the run."""
         if self.run is None:
             return
         import wandb
 
-        from fedmrn_pl.federated.report import run_summary
-        from fedmrn_pl.plots import plot_histories
+        from fedmrn_pl.plots import PLOT_NAMES
 
-        summary = run_summary(self.label, trainer.history, trainer.global_state, trainer.elapsed_seconds)
+        summary = trainer.summary or {}
         self.run.summary.update(
             {key: value for key, value in summary.items() if key != "per_round" and value is not None}
         )
-        if trainer.history:
-            paths = plot_histories([(self.label, trainer.history)], self.dir)
-            images = {f"plots/{path.stem}": wandb.Image(str(path)) for path in paths}
+        # The plots are drawn once per run, by RunArtifacts into the run directory.
+        images = {
+            f"plots/{Path(name).stem}": wandb.Image(str(self.dir / name))
+            for name in PLOT_NAMES
+            if (self.dir / name).is_file()
+        }
+        if images:
             self.run.log(images, step=trainer.completed_rounds)
         if self.log_model:
             self.run.log_artifact(self._model_artifact(trainer, summary), aliases=["latest", "final"])
         self._finish(exit_code=0)
 
-    def on_exception(self, trainer: FederatedTrainer, exception: BaseException) -> None:
+    def on_exception(self, trainer: FederatedRun, exception: BaseException) -> None:
         """Finish the run as failed, so W&B does not show it as still running."""
         if self.run is not None:
             self._finish(exit_code=1)
@@ -155,12 +163,12 @@ class WandbLogger(FederatedCallback):
         self.run_id = state.get("run_id")
 
     # ---------------------------------------------------------------- helpers
-    def _model_artifact(self, trainer: FederatedTrainer, summary: Mapping[str, Any]) -> Any:
+    def _model_artifact(self, trainer: FederatedRun, summary: Mapping[str, Any]) -> Any:
         import wandb
 
         path = self.dir / MODEL_NAME
         torch.save({name: tensor.detach().cpu() for name, tensor in trainer.global_state.items()}, path)
-        metadata = {key: summary[key] for key in ("method", "rounds", "final_test_accuracy", "global_model_sha256")}
+        metadata = {key: summary.get(key) for key in ("method", "rounds", "final_test_accuracy", "global_model_sha256")}
         artifact = wandb.Artifact(f"model-{self.run.id}", type="model", metadata=metadata)
         artifact.add_file(str(path), name=MODEL_NAME)
         return artifact
@@ -171,9 +179,9 @@ class WandbLogger(FederatedCallback):
         run_dir = Path(run.dir).parent
         run.finish(exit_code=exit_code)
         if offline:
-            print(f"W&B run saved offline in {run_dir}; upload it with: wandb sync {run_dir}", flush=True)
+            log.info("W&B run saved offline in %s; upload it with: wandb sync %s", run_dir, run_dir)
         elif run.url:
-            print(f"W&B run: {run.url}", flush=True)
+            log.info("W&B run: %s", run.url)
 
 
 def _quiet_settings(wandb: Any, mode: str | None) -> Any:

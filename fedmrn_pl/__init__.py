@@ -11,15 +11,64 @@ The public API, kept small:
 * ``load_config`` / ``run_experiment`` drive runs from OmegaConf YAML.
 """
 
-from fedmrn_pl.config import ConfigError, load_config
-from fedmrn_pl.data import FederatedDataModule, load_dataset
-from fedmrn_pl.experiment import build_trainer, run_experiment
-from fedmrn_pl.federated import FedAvg, FederatedTrainer, FedMRN, Strategy
-from fedmrn_pl.masking import MaskingConfig, ParameterSelector, apply_masked_noise, remove_masked_noise
-from fedmrn_pl.models import build_model
-from fedmrn_pl.task import ClassificationTask
-from fedmrn_pl.update import ClientUpdate, NoiseSpec
-from fedmrn_pl.wire import PayloadError, decode_update, encode_update
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+# Public name -> the module that defines it. Importing the package loads none of them:
+# each is imported on first use, so ``import fedmrn_pl.wire`` (or ``fedmrn-pl inspect``)
+# never pays for Lightning, torchvision, scikit-learn or matplotlib.
+_EXPORTS = {
+    "ClassificationTask": "fedmrn_pl.task",
+    "ClientUpdate": "fedmrn_pl.update",
+    "ConfigError": "fedmrn_pl.config",
+    "FedAvg": "fedmrn_pl.federated",
+    "FedMRN": "fedmrn_pl.federated",
+    "FederatedDataModule": "fedmrn_pl.data",
+    "FederatedTrainer": "fedmrn_pl.federated",
+    "FitRequest": "fedmrn_pl.messages",
+    "FitResult": "fedmrn_pl.messages",
+    "MaskingConfig": "fedmrn_pl.masking",
+    "NoiseSpec": "fedmrn_pl.update",
+    "ParameterSelector": "fedmrn_pl.masking",
+    "PayloadError": "fedmrn_pl.wire",
+    "Strategy": "fedmrn_pl.federated",
+    "apply_masked_noise": "fedmrn_pl.masking",
+    "build_model": "fedmrn_pl.models",
+    "build_trainer": "fedmrn_pl.experiment",
+    "decode_update": "fedmrn_pl.wire",
+    "encode_update": "fedmrn_pl.wire",
+    "load_config": "fedmrn_pl.config",
+    "load_dataset": "fedmrn_pl.data",
+    "remove_masked_noise": "fedmrn_pl.masking",
+    "run_experiment": "fedmrn_pl.experiment",
+}
+
+if TYPE_CHECKING:
+    from fedmrn_pl.config import ConfigError, load_config
+    from fedmrn_pl.data import FederatedDataModule, load_dataset
+    from fedmrn_pl.experiment import build_trainer, run_experiment
+    from fedmrn_pl.federated import FedAvg, FederatedTrainer, FedMRN, Strategy
+    from fedmrn_pl.masking import MaskingConfig, ParameterSelector, apply_masked_noise, remove_masked_noise
+    from fedmrn_pl.messages import FitRequest, FitResult
+    from fedmrn_pl.models import build_model
+    from fedmrn_pl.task import ClassificationTask
+    from fedmrn_pl.update import ClientUpdate, NoiseSpec
+    from fedmrn_pl.wire import PayloadError, decode_update, encode_update
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'fedmrn_pl' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    globals()[name] = value  # later lookups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])
+
 
 __version__ = "0.1.0"
 
@@ -31,6 +80,8 @@ __all__ = [
     "FedMRN",
     "FederatedDataModule",
     "FederatedTrainer",
+    "FitRequest",
+    "FitResult",
     "MaskingConfig",
     "NoiseSpec",
     "ParameterSelector",

@@ -1,18 +1,43 @@
-"""The ``fedmrn-pl`` command: ``fit``, ``inspect`` and ``plot``."""
+"""The ``fedmrn-pl`` command: ``fit``, ``inspect`` and ``plot``.
+
+Each command imports what it needs when it runs, so ``inspect`` starts without the
+training stack (Lightning, torchvision, scikit-learn, matplotlib, wandb).
+"""
 
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from pathlib import Path
-
-from fedmrn_pl.config import ConfigError, load_config
 
 __all__ = ["main"]
 
 
+class _BelowWarning(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno < logging.WARNING
+
+
+def _show_library_logs() -> None:
+    """Show the library's progress messages as plain lines: info on stdout, warnings on stderr."""
+    logger = logging.getLogger("fedmrn_pl")
+    if logger.handlers:
+        return
+    info = logging.StreamHandler(sys.stdout)
+    info.addFilter(_BelowWarning())
+    warnings = logging.StreamHandler(sys.stderr)
+    warnings.setLevel(logging.WARNING)
+    for handler in (info, warnings):
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+
+
 def _fit(args: argparse.Namespace) -> int:
     from fedmrn_pl.callbacks import CHECKPOINT_NAME
+    from fedmrn_pl.config import ConfigError, load_config
     from fedmrn_pl.experiment import run_experiment
 
     overrides = list(args.overrides)
@@ -28,8 +53,13 @@ def _fit(args: argparse.Namespace) -> int:
             return 2
         config_path = config_path or resume_dir / "config.yaml"
         overrides += [f"resume={resume_dir}", f"output_dir={resume_dir}"]
-    config = load_config(config_path, overrides)
-    summary = run_experiment(config)
+    try:
+        config = load_config(config_path, overrides)
+        _show_library_logs()
+        summary = run_experiment(config)
+    except (ConfigError, FileNotFoundError) as error:  # bad config, missing dataset or checkpoint
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     print(
         f"{summary['method']}: final test accuracy {_number(summary['final_test_accuracy'], '.4f')} "
         f"(best {_number(summary['best_test_accuracy'], '.4f')}) after {summary['rounds']} rounds; "
@@ -151,11 +181,7 @@ def main(argv: list[str] | None = None) -> int:
         args.overrides = [*args.overrides, *extra]  # overrides on both sides of --config/--resume
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
-    try:
-        return args.handler(args)
-    except (ConfigError, FileNotFoundError) as error:  # bad config, missing dataset or checkpoint
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    return args.handler(args)
 
 
 if __name__ == "__main__":

@@ -9,12 +9,13 @@ module is plain again and the client's update is read off it.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
+import time
 import warnings
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Iterator, Mapping
+from typing import Any, Protocol
 
 import lightning as L
 import torch
@@ -23,6 +24,8 @@ from torch.utils.data import DataLoader
 from fedmrn_pl.masking import (
     MaskingConfig,
     apply_masked_noise,
+    begin_mask_step,
+    end_mask_step,
     is_masked,
     masked_parametrizations,
     psm_probability,
@@ -31,10 +34,24 @@ from fedmrn_pl.masking import (
     set_mask_generator,
     set_mask_probability,
 )
+from fedmrn_pl.messages import FitRequest, FitResult
 from fedmrn_pl.seeding import derive_seed, make_generator
-from fedmrn_pl.update import ClientUpdate, NoiseSpec
+from fedmrn_pl.state import load_module_state, module_state
+from fedmrn_pl.update import DENSE_KIND, ClientUpdate, NoiseSpec
 
-__all__ = ["ClientResult", "FederatedClient", "ProgressiveMasking", "cpu_state", "quiet_lightning"]
+__all__ = ["ClientData", "FederatedClient", "ProgressiveMasking", "local_trainer", "quiet_lightning"]
+
+
+class ClientData(Protocol):
+    """What federated training needs from data: per-client loaders and a test loader."""
+
+    num_clients: int
+
+    def client_num_examples(self, client_id: int) -> int: ...
+
+    def client_dataloader(self, client_id: int, server_round: int, batch_size: int) -> DataLoader: ...
+
+    def test_dataloader(self) -> DataLoader: ...
 
 
 class ProgressiveMasking(L.Callback):
@@ -70,8 +87,15 @@ class ProgressiveMasking(L.Callback):
     def on_train_batch_start(
         self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int
     ) -> None:
-        """Advance PSM: the chance of sampled masks grows with the local step."""
+        """Advance PSM (the chance of sampled masks grows with the local step); one mask for the whole step."""
         set_mask_probability(pl_module, psm_probability(self.masking.schedule, trainer.global_step, self.total_steps))
+        begin_mask_step(pl_module)
+
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        """The step is over: the next read of a masked weight draws a new mask."""
+        end_mask_step(pl_module)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """Sample the mask to upload (SM, p = 1) and record mask statistics."""
@@ -97,39 +121,57 @@ def _mask_stats(parametrizations: Mapping[str, Any], masks: Mapping[str, torch.T
     return {"mask_ones_fraction": ones / max(numel, 1), "mean_abs_u_over_n": update_sum / max(noise_sum, 1e-30)}
 
 
-def cpu_state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """A detached CPU copy of ``module.state_dict()`` that later training cannot change."""
-    return {name: tensor.detach().cpu().clone() for name, tensor in module.state_dict().items()}
+# Lightning's per-fit banners ("GPU available ...", "TPU available ...") and warnings that
+# are noise when a trainer is built for every client of every round.
+_QUIET_LOGGERS = (
+    "lightning.pytorch.utilities.rank_zero",
+    "lightning.pytorch.accelerators.cuda",
+    "lightning.fabric.utilities.rank_zero",
+)
+_QUIET_WARNINGS = (r".*isinstance\(treespec, LeafSpec\)", r".*does not have many workers")
 
 
-@dataclass
-class ClientResult:
-    """What a local round produced: the update plus figures for logging."""
+@contextlib.contextmanager
+def quiet_lightning() -> Iterator[None]:
+    """Silence Lightning's per-fit banners inside the block; levels and warning filters are restored after."""
+    loggers = [logging.getLogger(name) for name in _QUIET_LOGGERS]
+    levels = [logger.level for logger in loggers]
+    with warnings.catch_warnings():
+        for pattern in _QUIET_WARNINGS:
+            warnings.filterwarnings("ignore", message=pattern, category=Warning)
+        for logger in loggers:
+            logger.setLevel(max(logger.getEffectiveLevel(), logging.WARNING))
+        try:
+            yield
+        finally:
+            for logger, level in zip(loggers, levels):
+                logger.setLevel(level)
 
-    update: ClientUpdate
-    train_loss: float | None = None
-    stats: dict[str, float] = field(default_factory=dict)
 
+def local_trainer(trainer_kwargs: Mapping[str, Any], **settings: Any) -> L.Trainer:
+    """A ``lightning.Trainer`` for one local fit or evaluation: no logger, bars, summary or checkpoints.
 
-def quiet_lightning() -> None:
-    """Silence Lightning's per-fit banners (GPU available, TPU ...), printed for every client."""
-    for name in (
-        "lightning.pytorch.utilities.rank_zero",
-        "lightning.pytorch.accelerators.cuda",
-        "lightning.fabric.utilities.rank_zero",
-    ):
-        logging.getLogger(name).setLevel(logging.WARNING)
-    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)", category=Warning)
-    warnings.filterwarnings("ignore", message=r".*does not have many workers", category=Warning)
+    ``settings`` are the caller's own (epochs, callbacks); ``trainer_kwargs`` the user's
+    (accelerator, devices, precision ...), whose callbacks are kept beside the caller's.
+    """
+    merged: dict[str, Any] = dict(
+        logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False
+    )
+    merged.update(settings)
+    merged.update({key: value for key, value in trainer_kwargs.items() if key != "callbacks"})
+    merged["callbacks"] = [*trainer_kwargs.get("callbacks", []), *settings.get("callbacks", [])]
+    return L.Trainer(**merged)
 
 
 class FederatedClient:
-    """Trains a user LightningModule for one client and round and returns its update.
+    """Trains a user LightningModule for one client and round and returns its result.
 
     Args:
         module: any LightningModule; its state is replaced by the global state first.
+        data: the clients' training data.
         masking: FedMRN settings, or None for a dense (FedAvg) update.
         local_epochs: epochs of local training per round.
+        batch_size: local batch size.
         run_seed: the run's seed, from which all client randomness is derived.
         trainer_kwargs: passed on to ``lightning.Trainer`` (accelerator, devices, precision ...).
         train_loss_key: the logged metric read as the client's training loss.
@@ -138,54 +180,69 @@ class FederatedClient:
     def __init__(
         self,
         module: L.LightningModule,
+        data: ClientData,
         masking: MaskingConfig | None,
         local_epochs: int = 1,
+        batch_size: int = 64,
         run_seed: int = 0,
         trainer_kwargs: Mapping[str, Any] | None = None,
         train_loss_key: str = "train/loss",
     ) -> None:
         if local_epochs < 1:
             raise ValueError(f"local_epochs must be >= 1, got {local_epochs}")
-        quiet_lightning()
         self.module = module
+        self.data = data
         self.masking = masking
         self.local_epochs = local_epochs
+        self.batch_size = batch_size
         self.run_seed = run_seed
         self.trainer_kwargs = dict(trainer_kwargs or {})
         self.train_loss_key = train_loss_key
 
-    def fit(
-        self,
-        global_state: Mapping[str, torch.Tensor],
-        server_round: int,
-        client_id: int,
-        noise_seed: int,
-        train_loader: DataLoader,
-        num_examples: int,
-    ) -> ClientResult:
-        """Load the global state, train locally, and return the client's update."""
-        self.module.load_state_dict(global_state)
-        callbacks: list[L.Callback] = []
+    def fit(self, global_state: Mapping[str, torch.Tensor], request: FitRequest) -> FitResult:
+        """Train on ``request``; a failing client gives ``FitResult.dropped`` instead of an exception."""
+        started = time.perf_counter()
+        # Global RNG too (dropout in user models): a pure function of (run, round, client),
+        # inside fork_rng so the caller's own RNG state is left as it was.
+        with torch.random.fork_rng(), quiet_lightning():
+            torch.manual_seed(derive_seed(self.run_seed, request.server_round, request.client_id, "torch_global"))
+            try:
+                result = self._fit(global_state, request)
+            except Exception as error:  # a failing client must not end the run
+                result = FitResult(request, dropped=f"training failed: {type(error).__name__}: {error}")
+        result.seconds = time.perf_counter() - started
+        return result
+
+    def _fit(self, global_state: Mapping[str, torch.Tensor], request: FitRequest) -> FitResult:
+        if request.seed is None:
+            raise RuntimeError("no seed was issued to the client; keep SeedSync among the callbacks")
+        train_loader = self.data.client_dataloader(request.client_id, request.server_round, self.batch_size)
+        load_module_state(self.module, global_state)
         masking_callback = None
         if self.masking is not None:
             masking_callback = ProgressiveMasking(
-                noise_seed,
-                derive_seed(self.run_seed, server_round, client_id, "psm"),
-                derive_seed(self.run_seed, server_round, client_id, "final_mask"),
+                request.seed,
+                derive_seed(self.run_seed, request.server_round, request.client_id, "psm"),
+                derive_seed(self.run_seed, request.server_round, request.client_id, "final_mask"),
                 self.masking,
             )
-            callbacks.append(masking_callback)
-        trainer = L.Trainer(**self._trainer_settings(callbacks))
+        trainer = local_trainer(
+            self.trainer_kwargs,
+            max_epochs=self.local_epochs,
+            num_sanity_val_steps=0,
+            limit_val_batches=0,
+            callbacks=[] if masking_callback is None else [masking_callback],
+        )
         try:
             trainer.fit(self.module, train_dataloaders=train_loader)
         finally:
             if is_masked(self.module):
                 remove_masked_noise(self.module)
         train_loss = trainer.callback_metrics.get(self.train_loss_key)
-        state = cpu_state(self.module)
+        state = module_state(self.module)
+        identity = (request.server_round, request.client_id, request.seed)
         if masking_callback is None:
-            update = ClientUpdate(server_round, client_id, noise_seed, "none", NoiseSpec(), num_examples, dense=state)
-            stats = {}
+            update = ClientUpdate(*identity, DENSE_KIND, NoiseSpec(), request.num_examples, dense=state)
         else:
             masks = masking_callback.masks
             if set(masks) - set(state):
@@ -194,28 +251,11 @@ class FederatedClient:
                 )
             dense = {name: tensor for name, tensor in state.items() if name not in masks}
             update = ClientUpdate(
-                server_round,
-                client_id,
-                noise_seed,
-                self.masking.kind,
-                self.masking.noise,
-                num_examples,
-                masks=masks,
-                dense=dense,
+                *identity, self.masking.kind, self.masking.noise, request.num_examples, masks=masks, dense=dense
             )
-            stats = masking_callback.stats
-        return ClientResult(update, None if train_loss is None else float(train_loss), stats)
-
-    def _trainer_settings(self, callbacks: list[L.Callback]) -> dict[str, Any]:
-        settings: dict[str, Any] = dict(
-            max_epochs=self.local_epochs,
-            logger=False,
-            enable_checkpointing=False,
-            enable_progress_bar=False,
-            enable_model_summary=False,
-            num_sanity_val_steps=0,
-            limit_val_batches=0,
+        return FitResult(
+            request,
+            update=update,
+            train_loss=None if train_loss is None else float(train_loss),
+            stats={} if masking_callback is None else masking_callback.stats,
         )
-        settings.update(self.trainer_kwargs)
-        settings["callbacks"] = list(settings.get("callbacks", [])) + callbacks
-        return settings

@@ -2,7 +2,8 @@
 
 A run is described by one ``ExperimentConfig``. YAML files in ``configs/`` and
 ``key=value`` overrides are merged onto it; unknown keys and invalid values raise
-``ConfigError`` with the valid choices.
+``ConfigError`` with the valid choices. Every closed set of values is a ``Choice``
+(a str Enum) owned by the code that uses it; OmegaConf checks those fields itself.
 """
 
 from __future__ import annotations
@@ -15,19 +16,23 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from fedmrn_pl.data.datasets import DATASET_NAMES as DATASETS
-from fedmrn_pl.data.partition import PARTITION_NAMES as PARTITIONS
-from fedmrn_pl.masking.functional import MASKED_KINDS, SCHEDULES
-from fedmrn_pl.models.initialization import INIT_SCHEMES as INITS
-from fedmrn_pl.models.registry import MODEL_NAMES as MODELS
-from fedmrn_pl.update import NOISE_FAMILIES
+from fedmrn_pl.callbacks.wandb_logger import WandbMode
+from fedmrn_pl.choices import Choice
+from fedmrn_pl.data.datasets import DatasetName
+from fedmrn_pl.data.partition import PartitionName
+from fedmrn_pl.masking.functional import Schedule
+from fedmrn_pl.models.initialization import InitScheme
+from fedmrn_pl.models.registry import ModelName
+from fedmrn_pl.update import DenseDtype, MaskKind, NoiseFamily
 
-__all__ = ["ConfigError", "ExperimentConfig", "bundled_config_path", "load_config", "to_container", "validate"]
+__all__ = ["ConfigError", "ExperimentConfig", "Method", "bundled_config_path", "load_config", "to_container", "validate"]
 
-METHODS = ("fedmrn", "fedavg")
-MASK_KINDS = MASKED_KINDS
-DENSE_DTYPES = ("float32", "float16")  # how dense tensors travel (MaskPacking)
-WANDB_MODES = ("offline", "online", "disabled")
+
+class Method(Choice):
+    """The federated method: FedMRN's masked noise, or the dense FedAvg baseline."""
+
+    fedmrn = "fedmrn"
+    fedavg = "fedavg"
 
 
 class ConfigError(ValueError):
@@ -38,11 +43,11 @@ class ConfigError(ValueError):
 class DataConfig:
     """Dataset, partition among clients, and where torchvision files live."""
 
-    name: str = "mnist5k"  # one of DATASETS
+    name: DatasetName = DatasetName["mnist5k"]
     root: str = "data"  # where torchvision datasets live
     download: bool = False  # let torchvision download missing files (needs internet)
     num_clients: int = 20
-    partition: str = "iid"  # one of PARTITIONS
+    partition: PartitionName = PartitionName["iid"]
     beta: float = 0.3  # Dirichlet concentration (partition=dirichlet)
     min_size: int = 10  # smallest client under Dirichlet
     labels_per_client: int = 2  # partition=label_count
@@ -53,21 +58,21 @@ class DataConfig:
 class ModelConfig:
     """Which built-in network and how it is initialised."""
 
-    name: str = "cnn4"  # one of MODELS
+    name: ModelName = ModelName["cnn4"]
     bias: bool = False  # the paper's models are bias-free
-    init: str = "paper"  # "paper": N(0, 0.01) weights; "default": PyTorch init
+    init: InitScheme = InitScheme.paper  # "paper": N(0, 0.01) weights; "default": PyTorch init
 
 
 @dataclass
 class MethodConfig:
     """FedMRN masking (or the FedAvg baseline) and how dense tensors travel."""
 
-    name: str = "fedmrn"  # "fedmrn" or "fedavg"
-    mask: str = "binary"  # "binary" or "signed"
-    noise: str = "uniform"  # uniform, gauss or bernoulli
+    name: Method = Method.fedmrn
+    mask: MaskKind = MaskKind.binary
+    noise: NoiseFamily = NoiseFamily.uniform
     alpha: float | None = None  # noise magnitude; None: 0.01 binary / 0.005 signed
-    schedule: str = "linear"  # PSM schedule: linear, cosine, constant (plain SM)
-    dense_dtype: str = "float32"  # dense tensors on the wire: float32 or float16
+    schedule: Schedule = Schedule.linear  # PSM schedule; constant = plain SM
+    dense_dtype: DenseDtype = DenseDtype.float32  # dense tensors on the wire
     mask_include: list[str] = field(default_factory=list)  # name patterns always masked
     mask_exclude: list[str] = field(default_factory=list)  # name patterns never masked
 
@@ -100,7 +105,7 @@ class WandbConfig:
     name: str | None = None
     group: str | None = None
     tags: list[str] = field(default_factory=list)
-    mode: str = "offline"  # offline unless you ask for online; "disabled" turns it off
+    mode: WandbMode = WandbMode.offline  # offline unless you ask for online; "disabled" turns it off
     log_model: bool = True  # upload the final global model as an artifact
 
 
@@ -121,18 +126,6 @@ class ExperimentConfig:
     wandb: WandbConfig = field(default_factory=WandbConfig)
 
 
-_CHOICES = {
-    "data.name": DATASETS,
-    "data.partition": PARTITIONS,
-    "model.name": MODELS,
-    "model.init": INITS,
-    "method.name": METHODS,
-    "method.mask": MASK_KINDS,
-    "method.noise": NOISE_FAMILIES,
-    "method.schedule": SCHEDULES,
-    "method.dense_dtype": DENSE_DTYPES,
-    "wandb.mode": WANDB_MODES,
-}
 _POSITIVE = (
     "data.num_clients",
     "data.min_size",
@@ -183,11 +176,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
 
 
 def validate(config: DictConfig) -> None:
-    """Check choices and ranges; raise ``ConfigError`` naming the key and the valid values."""
-    for key, choices in _CHOICES.items():
-        value = OmegaConf.select(config, key)
-        if value not in choices:
-            raise ConfigError(f"{key}={value!r} is not valid; choose one of {list(choices)}")
+    """Check ranges and cross-field rules; raise ``ConfigError`` naming the key (OmegaConf checks choices)."""
     for key in _POSITIVE:
         value = OmegaConf.select(config, key)
         if value < 1:
@@ -228,9 +217,11 @@ def _explain(error: OmegaConfBaseException, schema: DictConfig) -> str:
     section = OmegaConf.select(schema, parent) if parent else schema
     valid = sorted(section.keys()) if isinstance(section, DictConfig) else []
     message = str(error).splitlines()[0]
+    if message.startswith("Invalid value"):  # a Choice field: OmegaConf's message lists the valid values
+        return f"{key}: {message}"
     return f"invalid config at {key!r}: {message}" + (f"; valid keys here: {valid}" if valid else "")
 
 
 def to_container(config: DictConfig) -> dict[str, Any]:
     """The resolved config as plain data (for W&B and metrics.json)."""
-    return OmegaConf.to_container(config, resolve=True)  # type: ignore[return-value]
+    return OmegaConf.to_container(config, resolve=True, enum_to_str=True)  # type: ignore[return-value]

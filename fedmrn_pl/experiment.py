@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -15,26 +16,28 @@ from fedmrn_pl.callbacks import (
     FederatedCheckpoint,
     MaskPacking,
     ProgressDisplay,
+    RunArtifacts,
     WandbLogger,
     load_checkpoint,
 )
-from fedmrn_pl.config import ConfigError, to_container
+from fedmrn_pl.config import ConfigError, Method, to_container
 from fedmrn_pl.data import FederatedDataModule, FederatedDataset, format_partition_stats
-from fedmrn_pl.federated import FedAvg, FederatedTrainer, FedMRN, run_summary, write_metrics_json
+from fedmrn_pl.federated import FedAvg, FederatedTrainer, FedMRN
 from fedmrn_pl.masking import MaskingConfig, ParameterSelector, default_alpha
 from fedmrn_pl.models import build_model
-from fedmrn_pl.plots import plot_run
 from fedmrn_pl.seeding import derive_seed
 from fedmrn_pl.task import ClassificationTask
 from fedmrn_pl.update import NoiseSpec
 
 __all__ = ["build_datamodule", "build_trainer", "masking_from_config", "model_from_config", "run_experiment"]
 
+log = logging.getLogger(__name__)
+
 
 def masking_from_config(config: DictConfig) -> MaskingConfig | None:
     """The run's ``MaskingConfig`` (None for FedAvg)."""
     method = config.method
-    if method.name != "fedmrn":
+    if method.name != Method.fedmrn:
         return None
     alpha = method.alpha if method.alpha is not None else default_alpha(method.mask)
     selector = ParameterSelector(include=tuple(method.mask_include), exclude=tuple(method.mask_exclude))
@@ -116,11 +119,6 @@ def _uses_gpu(accelerator: str) -> bool:
     return accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
 
 
-def method_label(config: DictConfig) -> str:
-    """``fedmrn-binary``, ``fedmrn-signed`` or ``fedavg``."""
-    return f"fedmrn-{config.method.mask}" if config.method.name == "fedmrn" else config.method.name
-
-
 # Settings a resumed run may change; everything else must match the checkpoint's run.
 _RESUMABLE_KEYS = ("resume", "output_dir", "progress", "checkpoint_every", "save_payloads", "wandb", "train.rounds")
 
@@ -159,16 +157,16 @@ def run_callbacks(config: DictConfig) -> list[FederatedCallback]:
                 dir=config.output_dir,
                 config=to_container(config),
                 log_model=settings.log_model,
-                label=method_label(config),
             )
         )
     return callbacks
 
 
-def run_experiment(
-    config: DictConfig, callbacks: Sequence[FederatedCallback] = (), echo: bool = True
-) -> dict[str, Any]:
-    """Run ``config`` end to end; write ``<output_dir>/metrics.json`` and return its content."""
+def run_experiment(config: DictConfig, callbacks: Sequence[FederatedCallback] = ()) -> dict[str, Any]:
+    """Run ``config`` end to end; write ``<output_dir>/metrics.json`` and return its content.
+
+    Progress goes to the ``fedmrn_pl`` logger (the CLI shows it on stdout).
+    """
     output_dir = Path(config.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     saved = config.copy()
@@ -178,33 +176,28 @@ def run_experiment(
         datamodule = build_datamodule(config)
     except ValueError as error:  # partition settings that the data cannot satisfy
         raise ConfigError(f"data settings: {error}") from None
-    if echo:
-        print(f"data: {config.data.name}, {config.data.num_clients} clients, partition {config.data.partition}")
-        print(format_partition_stats(datamodule.partition_stats))
+    log.info("data: %s, %d clients, partition %s", config.data.name, config.data.num_clients, config.data.partition)
+    log.info("%s", format_partition_stats(datamodule.partition_stats))
     fingerprint = {"run_fingerprint": run_fingerprint(config)}
     saving = [FederatedCheckpoint(output_dir, config.checkpoint_every, fingerprint)] if config.checkpoint_every else []
+    artifacts = RunArtifacts(
+        output_dir,
+        extra={
+            "dense_dtype": str(config.method.dense_dtype),
+            "partition": {**datamodule.partition_stats["summary"], "client_sizes": datamodule.partition_stats["sizes"]},
+            "config": to_container(config),
+        },
+    )
     try:
-        trainer = build_trainer(config, [*run_callbacks(config), *callbacks, *saving], datamodule)
+        # RunArtifacts first: the plots exist when the W&B logger uploads them.
+        trainer = build_trainer(config, [artifacts, *run_callbacks(config), *callbacks, *saving], datamodule)
     except (ValueError, TypeError) as error:  # model/masking/trainer settings that cannot work
         raise ConfigError(str(error)) from None
     if config.resume:
         checkpoint = load_checkpoint(config.resume)
         _check_same_run(checkpoint, config)
         trainer.load_state_dict(checkpoint)
-        if echo:
-            print(f"resumed from {config.resume} after round {trainer.completed_rounds} of {trainer.rounds}")
+        log.info("resumed from %s after round %d of %d", config.resume, trainer.completed_rounds, trainer.rounds)
     trainer.fit()
-    summary = run_summary(
-        method_label(config),
-        trainer.history,
-        trainer.global_state,
-        trainer.elapsed_seconds,
-        extra={
-            "dense_dtype": config.method.dense_dtype,
-            "partition": {**datamodule.partition_stats["summary"], "client_sizes": datamodule.partition_stats["sizes"]},
-            "config": to_container(config),
-        },
-    )
-    write_metrics_json(output_dir / "metrics.json", summary)
-    plot_run(output_dir)
-    return summary
+    assert artifacts.written is not None  # fit() ran on_fit_end
+    return artifacts.written

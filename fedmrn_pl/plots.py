@@ -20,9 +20,10 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import LogFormatter, MaxNLocator
 
+from fedmrn_pl.report import METRICS_NAME
+
 __all__ = ["PLOT_NAMES", "load_run", "plot_histories", "plot_run", "plot_runs"]
 
-METRICS_NAME = "metrics.json"
 PLOT_NAMES = ("accuracy_vs_round.png", "accuracy_vs_uplink.png")
 _REQUIRED_KEYS = ("round", "test/acc", "uplink/cumulative_bytes")
 

@@ -10,22 +10,46 @@ from dataclasses import dataclass, field
 
 import torch
 
-__all__ = ["MASK_KINDS", "NOISE_FAMILIES", "ClientUpdate", "NoiseSpec"]
+from fedmrn_pl.choices import Choice
 
-MASK_KINDS = ("binary", "signed", "none")  # "none": dense FedAvg-style upload, no masks
-NOISE_FAMILIES = ("uniform", "gauss", "bernoulli")
+__all__ = ["DENSE_KIND", "MASK_KINDS", "ClientUpdate", "DenseDtype", "MaskKind", "NoiseFamily", "NoiseSpec"]
+
+
+class MaskKind(Choice):
+    """What a mask bit selects: ``binary`` {0, 1} or ``signed`` {-1, +1} times the noise."""
+
+    binary = "binary"
+    signed = "signed"
+
+
+class NoiseFamily(Choice):
+    """The distribution of the noise the masks select from, scaled by alpha."""
+
+    uniform = "uniform"  # U(-alpha, alpha)
+    gauss = "gauss"  # alpha * N(0, 1)
+    bernoulli = "bernoulli"  # +-alpha
+
+
+class DenseDtype(Choice):
+    """How floating dense tensors (biases, norm parameters, FedAvg weights) travel."""
+
+    float32 = "float32"
+    float16 = "float16"
+
+
+DENSE_KIND = "none"  # the mask kind of an update with no masks (FedAvg-style dense upload)
+MASK_KINDS = (*MaskKind.values(), DENSE_KIND)  # every mask kind an update may have
 
 
 @dataclass(frozen=True)
 class NoiseSpec:
     """Which random noise a client's masks select from."""
 
-    family: str = "uniform"  # one of NOISE_FAMILIES
+    family: str = "uniform"  # a NoiseFamily
     alpha: float = 0.01  # magnitude: U(-a, a), a*N(0, 1) or +-a
 
     def __post_init__(self) -> None:
-        if self.family not in NOISE_FAMILIES:
-            raise ValueError(f"noise family {self.family!r} is not valid; choose one of {list(NOISE_FAMILIES)}")
+        object.__setattr__(self, "family", NoiseFamily.parse(self.family, "noise family").value)
         if not (isinstance(self.alpha, (int, float)) and self.alpha > 0 and self.alpha < float("inf")):
             raise ValueError(f"noise alpha must be a finite number > 0, got {self.alpha!r}")
 

@@ -6,6 +6,7 @@ import torch
 from fedmrn_pl import ClassificationTask, FederatedDataModule, MaskingConfig, build_model
 from fedmrn_pl.client import FederatedClient
 from fedmrn_pl.masking import is_masked, masked_parametrizations
+from fedmrn_pl.messages import FitRequest
 
 
 class Recorder(L.Callback):
@@ -30,11 +31,15 @@ class Recorder(L.Callback):
 
 def _client(recorder, schedule="linear"):
     module = ClassificationTask(build_model("cnn4", in_channels=1, num_classes=10, image_size=8, seed=0), 10)
-    client = FederatedClient(
-        module, MaskingConfig(schedule=schedule), local_epochs=2, trainer_kwargs={"callbacks": [recorder]}
-    )
     data = FederatedDataModule("digits", num_clients=4, seed=0)
+    client = FederatedClient(
+        module, data, MaskingConfig(schedule=schedule), local_epochs=2, trainer_kwargs={"callbacks": [recorder]}
+    )
     return client, data
+
+
+def _request(data, server_round, client_id, seed):
+    return FitRequest(server_round, client_id, data.client_num_examples(client_id), seed)
 
 
 def test_psm_probability_rises_linearly_over_the_local_steps_and_updates_start_at_zero():
@@ -43,7 +48,7 @@ def test_psm_probability_rises_linearly_over_the_local_steps_and_updates_start_a
     state = {k: v.clone() for k, v in client.module.state_dict().items()}
     for server_round in (1, 2):
         loader = data.client_dataloader(0, server_round, 64)
-        client.fit(state, server_round, 0, 123, loader, data.client_num_examples(0))
+        assert client.fit(state, _request(data, server_round, 0, 123)).dropped is None
     steps = len(recorder.probabilities) // 2
     assert steps == 2 * len(loader)
     expected = [step / steps for step in range(steps)] * 2
@@ -55,15 +60,14 @@ def test_psm_probability_rises_linearly_over_the_local_steps_and_updates_start_a
 def test_constant_schedule_uses_plain_sm_throughout():
     recorder = Recorder()
     client, data = _client(recorder, schedule="constant")
-    loader = data.client_dataloader(1, 1, 64)
-    client.fit(client.module.state_dict(), 1, 1, 5, loader, data.client_num_examples(1))
+    assert client.fit(client.module.state_dict(), _request(data, 1, 1, 5)).dropped is None
     assert recorder.probabilities and set(recorder.probabilities) == {1.0}
 
 
 def test_the_update_carries_every_masked_weight_and_the_dense_rest():
     client, data = _client(Recorder())
     state = {k: v.clone() for k, v in client.module.state_dict().items()}
-    result = client.fit(state, 1, 2, 77, data.client_dataloader(2, 1, 64), data.client_num_examples(2))
+    result = client.fit(state, _request(data, 1, 2, 77))
     update = result.update
     assert set(update.masks) | set(update.dense) == set(state)
     assert all(state[name].dim() >= 2 for name in update.masks)

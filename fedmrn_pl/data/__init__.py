@@ -1,9 +1,9 @@
 """Datasets, client partitioners and the federated data module."""
 
 from fedmrn_pl.data.datamodule import FederatedDataModule
-from fedmrn_pl.data.datasets import DATASET_NAMES, DatasetNotFoundError, FederatedDataset, load_dataset
+from fedmrn_pl.data.datasets import DatasetName, DatasetNotFoundError, FederatedDataset, load_dataset
 from fedmrn_pl.data.partition import (
-    PARTITION_NAMES,
+    PartitionName,
     format_partition_stats,
     partition,
     partition_dirichlet,
@@ -13,11 +13,11 @@ from fedmrn_pl.data.partition import (
 )
 
 __all__ = [
-    "DATASET_NAMES",
+    "DatasetName",
     "DatasetNotFoundError",
     "FederatedDataModule",
     "FederatedDataset",
-    "PARTITION_NAMES",
+    "PartitionName",
     "format_partition_stats",
     "load_dataset",
     "partition",

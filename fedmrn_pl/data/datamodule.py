@@ -15,7 +15,7 @@ import numpy as np
 from torch.utils.data import DataLoader, Subset
 
 from fedmrn_pl.data.datasets import FederatedDataset, load_dataset
-from fedmrn_pl.data.partition import PARTITION_NAMES, partition_stats
+from fedmrn_pl.data.partition import PartitionName, partition_stats
 from fedmrn_pl.data.partition import partition as split_among_clients
 from fedmrn_pl.seeding import derive_seed, make_generator
 
@@ -26,9 +26,9 @@ class FederatedDataModule(L.LightningDataModule):
     """Loads a dataset, splits it among clients and builds their data loaders.
 
     Args:
-        dataset: A name from ``DATASET_NAMES`` or an already loaded :class:`FederatedDataset`.
+        dataset: A ``DatasetName`` or an already loaded :class:`FederatedDataset`.
         num_clients: Number of clients to partition the training set among.
-        partition: A name from ``PARTITION_NAMES`` (``iid``, ``dirichlet``, ``label_count``).
+        partition: A ``PartitionName`` (``iid``, ``dirichlet``, ``label_count``).
         partition_kwargs: The partitioner's settings, e.g. ``{"beta": 0.5}`` for ``dirichlet``
             or ``{"labels_per_client": 2}`` for ``label_count``.
         seed: Run seed; the split, the partition and the shuffling all derive from it.
@@ -58,8 +58,7 @@ class FederatedDataModule(L.LightningDataModule):
         super().__init__()
         if num_clients < 1:
             raise ValueError(f"num_clients must be >= 1, got {num_clients}")
-        if partition not in PARTITION_NAMES:
-            raise ValueError(f"Unknown partition {partition!r}; valid names are {', '.join(PARTITION_NAMES)}")
+        PartitionName.parse(partition, "partition")
         for label, value in (("batch_size", batch_size), ("test_batch_size", test_batch_size)):
             if value < 1:
                 raise ValueError(f"{label} must be >= 1, got {value}")

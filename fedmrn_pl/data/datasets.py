@@ -21,9 +21,10 @@ import torch
 from sklearn.model_selection import train_test_split
 from torch.utils.data import Dataset, TensorDataset
 
+from fedmrn_pl.choices import Choice
 from fedmrn_pl.seeding import derive_seed
 
-__all__ = ["DATASET_NAMES", "DatasetNotFoundError", "FederatedDataset", "load_dataset"]
+__all__ = ["DatasetName", "DatasetNotFoundError", "FederatedDataset", "load_dataset"]
 
 
 class DatasetNotFoundError(FileNotFoundError):
@@ -240,7 +241,7 @@ _LOADERS: dict[str, Callable[..., FederatedDataset]] = {
     "digits": _embedded("digits", _digits_arrays, 0.2, 0.3053, 0.3760),
     **{name: _torchvision(name, spec) for name, spec in _TORCHVISION.items()},
 }
-DATASET_NAMES: tuple[str, ...] = tuple(sorted(_LOADERS))
+DatasetName = Choice("DatasetName", [(name, name) for name in sorted(_LOADERS)])  # the valid dataset names
 
 
 def load_dataset(
@@ -254,7 +255,7 @@ def load_dataset(
     """Load ``name`` as a normalised train/test pair with its metadata.
 
     Args:
-        name: One of ``DATASET_NAMES`` (case-insensitive).
+        name: A ``DatasetName`` (case-insensitive).
         root: Folder holding the torchvision datasets' files; unused by the embedded sets.
         download: Let torchvision fetch missing files (needs internet).
         seed: Run seed; the embedded sets derive their stratified train/test split from it.
@@ -269,7 +270,5 @@ def load_dataset(
         DatasetNotFoundError: If files are missing (and ``download`` is off) or corrupted;
             the message lists the expected paths and how to obtain them.
     """
-    key = name.lower()
-    if key not in _LOADERS:
-        raise ValueError(f"Unknown dataset {name!r}; valid names are {', '.join(DATASET_NAMES)}")
+    key = DatasetName.parse(str(name).lower(), "dataset").value
     return _LOADERS[key](root=os.fspath(root), download=download, seed=seed, verify_checksums=verify_checksums)

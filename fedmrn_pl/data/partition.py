@@ -13,10 +13,11 @@ from typing import Any
 
 import numpy as np
 
+from fedmrn_pl.choices import Choice
 from fedmrn_pl.seeding import derive_seed
 
 __all__ = [
-    "PARTITION_NAMES",
+    "PartitionName",
     "format_partition_stats",
     "partition",
     "partition_dirichlet",
@@ -150,7 +151,7 @@ _PARTITIONERS: dict[str, Callable[..., list[np.ndarray]]] = {
     "iid": _iid,
     "label_count": partition_label_count,
 }
-PARTITION_NAMES: tuple[str, ...] = tuple(sorted(_PARTITIONERS))
+PartitionName = Choice("PartitionName", [(name, name) for name in sorted(_PARTITIONERS)])  # the valid partitions
 
 
 def partition(
@@ -159,7 +160,7 @@ def partition(
     """Dispatch to a partitioner by name, as configs do (``data.partition: dirichlet``).
 
     Args:
-        name: One of ``PARTITION_NAMES``.
+        name: A ``PartitionName``.
         targets: Train labels, one per sample.
         num_clients: Number of clients to split among.
         seed: Run seed; the split uses ``derive_seed(seed, purpose="partition")``.
@@ -172,9 +173,7 @@ def partition(
     Raises:
         ValueError: On an unknown name, unknown or missing settings, or invalid values.
     """
-    if name not in _PARTITIONERS:
-        raise ValueError(f"Unknown partition {name!r}; valid names are {', '.join(PARTITION_NAMES)}")
-    func = _PARTITIONERS[name]
+    func = _PARTITIONERS[PartitionName.parse(name, "partition").value]
     params = inspect.signature(func).parameters
     allowed = [p for p in params if p not in ("targets", "num_clients", "seed")]
     unknown = sorted(set(kwargs) - set(allowed))

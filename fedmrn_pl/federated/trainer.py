@@ -12,39 +12,28 @@ import logging
 import math
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any, Protocol
+from pathlib import Path
+from typing import Any
 
 import lightning as L
-from lightning.pytorch.utilities.model_helpers import is_overridden
 import torch
-from torch.utils.data import DataLoader
+from lightning.pytorch.utilities.model_helpers import is_overridden
 
-from fedmrn_pl.callbacks import FederatedCallback, MaskPacking, SeedSync
-from fedmrn_pl.client import FederatedClient, cpu_state, quiet_lightning
-from fedmrn_pl.federated.job import ClientJob
-from fedmrn_pl.federated.report import state_bytes
+from fedmrn_pl.callbacks import FederatedCallback, MaskPacking, RunArtifacts, SeedSync
+from fedmrn_pl.client import ClientData, FederatedClient, local_trainer, quiet_lightning
 from fedmrn_pl.federated.sampling import sample_clients
 from fedmrn_pl.federated.strategies import FedMRN, Strategy
-from fedmrn_pl.federated.workers import ClientTask, ClientWorkerPool, TaskOutcome, train_client
+from fedmrn_pl.federated.workers import ClientWorkerPool
 from fedmrn_pl.masking import MaskingConfig
+from fedmrn_pl.messages import FitRequest, FitResult
+from fedmrn_pl.report import run_summary, sample_weighted_mean, state_bytes
+from fedmrn_pl.state import load_module_state, module_state
 from fedmrn_pl.update import ClientUpdate
-from fedmrn_pl.wire import PayloadError, TensorSpec, decode_update
+from fedmrn_pl.wire import DEFAULT_MAX_BYTES, PayloadError, TensorSpec, expected_manifest
 
 __all__ = ["ClientData", "FederatedTrainer"]
 
 log = logging.getLogger(__name__)
-
-
-class ClientData(Protocol):
-    """What the trainer needs from data: per-client loaders and a test loader."""
-
-    num_clients: int
-
-    def client_num_examples(self, client_id: int) -> int: ...
-
-    def client_dataloader(self, client_id: int, server_round: int, batch_size: int) -> DataLoader: ...
-
-    def test_dataloader(self) -> DataLoader: ...
 
 
 class FederatedTrainer:
@@ -70,6 +59,8 @@ class FederatedTrainer:
         worker_devices: device indices the workers spread over, e.g. ``[0, 1, 2, 3]`` for
             four GPUs (worker k uses ``worker_devices[k % len]``); None keeps
             ``trainer_kwargs["devices"]``.
+        output_dir: if set, ``metrics.json`` and the plots are written there when the run ends.
+        label: the run's name in summaries and plots; default ``fedmrn-<mask kind>`` or the strategy's name.
     """
 
     def __init__(
@@ -87,20 +78,23 @@ class FederatedTrainer:
         min_clients: int = 1,
         callbacks: Sequence[FederatedCallback] = (),
         trainer_kwargs: Mapping[str, Any] | None = None,
-        max_payload_bytes: int = 1 << 31,
+        max_payload_bytes: int = DEFAULT_MAX_BYTES,
         client_workers: int = 1,
         worker_devices: Sequence[Any] | None = None,
+        output_dir: str | Path | None = None,
+        label: str | None = None,
     ) -> None:
         if isinstance(strategy, FedMRN) != (masking is not None):
             raise ValueError("FedMRN needs a MaskingConfig and dense strategies need masking=None")
-        for label, value, low in (
+        for name, value, low in (
             ("rounds", rounds, 1),
             ("local_epochs", local_epochs, 1),
             ("batch_size", batch_size, 1),
             ("min_clients", min_clients, 1),
+            ("client_workers", client_workers, 1),
         ):
             if not isinstance(value, int) or value < low:
-                raise ValueError(f"{label} must be an int >= {low}, got {value!r}")
+                raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
         if not 1 <= clients_per_round <= data.num_clients:
             raise ValueError(
                 f"clients_per_round must be in [1, {data.num_clients}] (the number of clients), got {clients_per_round}"
@@ -109,34 +103,36 @@ class FederatedTrainer:
             raise ValueError(
                 f"min_clients={min_clients} exceeds clients_per_round={clients_per_round}: no round could update the model"
             )
-        quiet_lightning()
         self.module = module
         self.data = data
         self.strategy = strategy
         self.masking = masking
         self.rounds = rounds
         self.clients_per_round = clients_per_round
-        self.batch_size = batch_size
         self.run_seed = run_seed
         self.min_clients = min_clients
         self.max_payload_bytes = max_payload_bytes
-        if not isinstance(client_workers, int) or client_workers < 1:
-            raise ValueError(f"client_workers must be an int >= 1, got {client_workers!r}")
         self.client_workers = client_workers
         self.worker_devices = list(worker_devices) if worker_devices is not None else None
         self._pool: ClientWorkerPool | None = None
         self.trainer_kwargs = dict(trainer_kwargs or {})
-        self.callbacks = _with_default_callbacks(callbacks)
-        self.client = FederatedClient(module, masking, local_epochs, run_seed, self.trainer_kwargs)
+        self.label = label or (strategy.name if masking is None else f"{strategy.name}-{masking.kind}")
+        self.callbacks, self.wire = _with_default_callbacks(callbacks, output_dir)
+        self.client = FederatedClient(module, data, masking, local_epochs, batch_size, run_seed, self.trainer_kwargs)
         _check_module(module, self.trainer_kwargs)
-        self.global_state = cpu_state(module)
+        self.global_state = module_state(module)
         _check_wire_dtypes(self.global_state)
         self.masked_names = self._masked_names()
-        self.expected_manifest = self._expected_manifest()
+        masked = set(self.masked_names)
+        self.expected_manifest: dict[str, TensorSpec] = expected_manifest(
+            masks={name: t.shape for name, t in self.global_state.items() if name in masked},
+            dense={name: t.shape for name, t in self.global_state.items() if name not in masked},
+        )
         self.completed_rounds = 0  # rounds finished so far (the resume point)
         self.elapsed_seconds = 0.0  # wall time spent in fit(), over resumes too
         self._fit_origin = time.perf_counter()
         self.history: list[dict[str, Any]] = []
+        self.summary: dict[str, Any] | None = None  # the run's figures, computed once when fit() ends
 
     # ------------------------------------------------------------------ the run
     def fit(self) -> list[dict[str, Any]]:
@@ -144,12 +140,12 @@ class FederatedTrainer:
         self._fit_origin = time.perf_counter() - self.elapsed_seconds
         try:
             if self.client_workers > 1 and self.completed_rounds < self.rounds:
-                self._pool = ClientWorkerPool(
-                    self.client, self.data, self.batch_size, self.client_workers, self.worker_devices
-                )
+                self._pool = ClientWorkerPool(self.client, self.client_workers, self.worker_devices)
             self._call("on_fit_start")
             for server_round in range(self.completed_rounds + 1, self.rounds + 1):
                 self.run_round(server_round)
+            self.elapsed_seconds = time.perf_counter() - self._fit_origin
+            self.summary = run_summary(self.label, self.history, self.global_state, self.elapsed_seconds)
             self._call("on_fit_end")
         except BaseException as exception:
             self._call("on_exception", exception)
@@ -160,7 +156,6 @@ class FederatedTrainer:
         if self._pool is not None:
             self._pool.close()
             self._pool = None
-        self.elapsed_seconds = time.perf_counter() - self._fit_origin
         return self.history
 
     def run_round(self, server_round: int) -> dict[str, Any]:
@@ -168,9 +163,9 @@ class FederatedTrainer:
         started = time.perf_counter()
         client_ids = sample_clients(self.run_seed, server_round, self.data.num_clients, self.clients_per_round)
         self._call("on_round_start", server_round, client_ids)
-        jobs = self._train_clients(server_round, client_ids)
-        self._call("on_aggregate_start", server_round, jobs)
-        accepted = self._receive(server_round, jobs)
+        results = self._train_clients(server_round, client_ids)
+        self._call("on_aggregate_start", server_round, results)
+        accepted = self._receive(results)
         kept_previous = len(accepted) < self.min_clients
         if kept_previous:
             log.warning(
@@ -180,12 +175,12 @@ class FederatedTrainer:
                 self.min_clients,
             )
         else:
-            new_state = self.strategy.aggregate(server_round, self.global_state, [update for _, update in accepted])
+            updates: list[ClientUpdate] = [result.update for result in accepted]  # type: ignore[misc]
+            new_state = self.strategy.aggregate(server_round, self.global_state, updates)
             if new_state is not None:
                 self.global_state = new_state
-        accepted_jobs = [job for job, _ in accepted]
-        self._call("on_aggregate_end", server_round, accepted_jobs)
-        metrics = self._round_metrics(server_round, jobs, accepted_jobs, kept_previous)
+        self._call("on_aggregate_end", server_round, accepted)
+        metrics = self._round_metrics(server_round, results, accepted, kept_previous)
         metrics.update(self.evaluate())
         metrics["round/seconds"] = time.perf_counter() - started
         self.history.append(metrics)
@@ -196,82 +191,47 @@ class FederatedTrainer:
 
     def evaluate(self) -> dict[str, float]:
         """Test the current global model with the module's own ``test_step``."""
-        self.module.load_state_dict(self.global_state)
-        settings = dict(logger=False, enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False)
-        settings.update({k: v for k, v in self.trainer_kwargs.items() if k in ("accelerator", "devices", "precision")})
-        results = L.Trainer(**settings).test(self.module, dataloaders=self.data.test_dataloader(), verbose=False)
+        load_module_state(self.module, self.global_state)
+        with quiet_lightning():
+            trainer = local_trainer(self.trainer_kwargs)
+            results = trainer.test(self.module, dataloaders=self.data.test_dataloader(), verbose=False)
         return {key: float(value) for key, value in (results[0] if results else {}).items()}
 
     # ------------------------------------------------------------ client side
-    def _train_clients(self, server_round: int, client_ids: list[int]) -> list[ClientJob]:
+    def _train_clients(self, server_round: int, client_ids: list[int]) -> list[FitResult]:
         """Train the round's clients here, one after another, or in the worker pool."""
+        requests = [FitRequest(server_round, client_id, self.data.client_num_examples(client_id)) for client_id in client_ids]
         if self._pool is None:
-            jobs = []
-            for client_id in client_ids:
-                job = self._start_job(server_round, client_id)
-                self._finish_job(
-                    job, train_client(self.client, self.data, self.global_state, _task(job), self.batch_size)
-                )
-                jobs.append(job)
-            return jobs
-        jobs = [self._start_job(server_round, client_id) for client_id in client_ids]
-        for job, outcome in zip(jobs, self._pool.run(self.global_state, [_task(job) for job in jobs])):
-            self._finish_job(job, outcome)
-        return jobs
+            results = []
+            for request in requests:
+                self._call("on_client_fit_start", request)
+                results.append(self._finish(self.client.fit(self.global_state, request)))
+            return results
+        for request in requests:
+            self._call("on_client_fit_start", request)
+        return [self._finish(result) for result in self._pool.run(self.global_state, requests)]
 
-    def _start_job(self, server_round: int, client_id: int) -> ClientJob:
-        job = ClientJob(server_round, client_id, self.data.client_num_examples(client_id))
-        self._call("on_client_fit_start", job)
-        if job.seed is None:
-            raise RuntimeError("no seed was issued to the client; keep SeedSync among the callbacks")
-        return job
-
-    def _finish_job(self, job: ClientJob, outcome: TaskOutcome) -> None:
-        job.result, job.dropped, job.seconds = outcome.result, outcome.error, outcome.seconds
-        if job.dropped is not None:
-            log.warning("round %d: client %d dropped, %s", job.server_round, job.client_id, job.dropped)
-        self._call("on_client_fit_end", job)
+    def _finish(self, result: FitResult) -> FitResult:
+        if result.dropped is not None:
+            log.warning("round %d: client %d dropped, %s", result.server_round, result.client_id, result.dropped)
+        self._call("on_client_fit_end", result)
+        return result
 
     # ------------------------------------------------------------ server side
-    def _receive(self, server_round: int, jobs: list[ClientJob]) -> list[tuple[ClientJob, ClientUpdate]]:
-        """Decode and validate every payload; drop (and log) the ones that fail."""
+    def _receive(self, results: list[FitResult]) -> list[FitResult]:
+        """Validate every payload through the wire; drop (and log) the clients whose payload fails."""
         accepted = []
-        for job in jobs:
-            if job.dropped is not None:
+        for result in results:
+            if result.dropped is not None:
                 continue
             try:
-                update = self._decode(job)
+                result.update = self.wire.unpack(self, result)
             except PayloadError as error:
-                job.dropped = f"invalid payload: {error}"
-                log.warning("round %d: client %d dropped, %s", server_round, job.client_id, job.dropped)
+                result.dropped = f"invalid payload: {error}"
+                log.warning("round %d: client %d dropped, %s", result.server_round, result.client_id, result.dropped)
                 continue
-            accepted.append((job, update))
+            accepted.append(result)
         return accepted
-
-    def _decode(self, job: ClientJob) -> ClientUpdate:
-        if job.payload is None:
-            raise PayloadError("the client sent no payload (is MaskPacking among the callbacks?)")
-        update = decode_update(
-            job.payload, self.expected_manifest, server_round=job.server_round, max_bytes=self.max_payload_bytes
-        )
-        if update.client_id != job.client_id:
-            raise PayloadError(f"payload is from client {update.client_id}, expected client {job.client_id}")
-        if update.seed != job.seed:
-            raise PayloadError(f"payload seed {update.seed} differs from the seed issued to the client ({job.seed})")
-        if update.num_examples != job.num_examples:
-            # The aggregation weight is the server's own count, never a client's claim.
-            raise PayloadError(
-                f"payload claims {update.num_examples} training examples, the client holds {job.num_examples}"
-            )
-        expected_kind = "none" if self.masking is None else self.masking.kind
-        if update.mask_kind != expected_kind or (self.masking is not None and update.noise != self.masking.noise):
-            raise PayloadError(
-                f"payload mask kind/noise {update.mask_kind}/{update.noise} differ from the run's {expected_kind}/{self.masking and self.masking.noise}"
-            )
-        for name, tensor in update.dense.items():
-            if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
-                raise PayloadError(f"tensor {name!r} has non-finite values")
-        return update
 
     def _masked_names(self) -> list[str]:
         if self.masking is None:
@@ -283,38 +243,39 @@ class FederatedTrainer:
             )
         return names
 
-    def _expected_manifest(self) -> dict[str, TensorSpec]:
-        masked = set(self.masked_names)
-        return {
-            name: TensorSpec(tuple(tensor.shape), "mask" if name in masked else "dense")
-            for name, tensor in self.global_state.items()
-        }
-
     # --------------------------------------------------------------- figures
     def _round_metrics(
-        self, server_round: int, jobs: list[ClientJob], accepted: list[ClientJob], kept_previous: bool
+        self, server_round: int, results: list[FitResult], accepted: list[FitResult], kept_previous: bool
     ) -> dict[str, Any]:
-        sent = [job for job in jobs if job.payload is not None]
-        uplink = sum(len(job.payload) for job in sent)
+        sent = [result for result in results if result.payload is not None]
+        uplink = sum(len(result.payload) for result in sent)  # type: ignore[arg-type]
         dense_uplink = len(sent) * state_bytes(self.global_state)
         previous = self.history[-1]["uplink/cumulative_bytes"] if self.history else 0
-        losses = [job.result.train_loss for job in accepted if job.result and job.result.train_loss is not None]
+        with_loss = [result for result in accepted if result.train_loss is not None]
         metrics: dict[str, Any] = {
             "round": server_round,
-            "clients": [job.client_id for job in jobs],
+            "clients": [result.client_id for result in results],
             "accepted_clients": len(accepted),
-            "dropped_clients": [{"client_id": job.client_id, "reason": job.dropped} for job in jobs if job.dropped],
+            "dropped_clients": [
+                {"client_id": result.client_id, "reason": result.dropped} for result in results if result.dropped
+            ],
             "kept_previous_model": kept_previous,
-            "train/loss": sum(losses) / len(losses) if losses else math.nan,
+            # Per-client figures are weighted by sample counts, as aggregation weights updates.
+            "train/loss": sample_weighted_mean(
+                [r.train_loss for r in with_loss], [r.request.num_examples for r in with_loss]  # type: ignore[misc]
+            ),
             "uplink/bytes": uplink,
             "uplink/cumulative_bytes": previous + uplink,
             "uplink/dense_bytes": dense_uplink,
             "uplink/compression": dense_uplink / uplink if uplink else math.nan,
-            "downlink/bytes": len(jobs) * state_bytes(self.global_state),
+            "downlink/bytes": len(results) * state_bytes(self.global_state),
         }
-        stats = [job.result.stats for job in accepted if job.result and job.result.stats]
-        for key in sorted({k for s in stats for k in s}):
-            metrics[f"mask/{key}"] = sum(s[key] for s in stats) / len(stats)
+        with_stats = [result for result in accepted if result.stats]
+        for key in sorted({key for result in with_stats for key in result.stats}):
+            having = [result for result in with_stats if key in result.stats]
+            metrics[f"mask/{key}"] = sample_weighted_mean(
+                [r.stats[key] for r in having], [r.request.num_examples for r in having]
+            )
         return metrics
 
     # ----------------------------------------------------------- checkpoints
@@ -337,7 +298,7 @@ class FederatedTrainer:
         if set(state["global_state"]) != set(self.global_state):
             raise ValueError("checkpoint's global model does not match this module's parameters")
         self.global_state = dict(state["global_state"])
-        self.module.load_state_dict(self.global_state)
+        load_module_state(self.module, self.global_state)
         self.completed_rounds = int(state["completed_rounds"])
         self.elapsed_seconds = float(state.get("elapsed_seconds", 0.0))
         self.history = list(state["history"])
@@ -352,22 +313,28 @@ class FederatedTrainer:
             getattr(callback, hook)(self, *args)
 
 
-def _task(job: ClientJob) -> ClientTask:
-    assert job.seed is not None
-    return ClientTask(job.server_round, job.client_id, job.seed, job.num_examples)
+def _with_default_callbacks(
+    callbacks: Sequence[FederatedCallback], output_dir: str | Path | None
+) -> tuple[list[FederatedCallback], MaskPacking]:
+    """SeedSync first, RunArtifacts next (when a directory is given), MaskPacking after the user's client hooks.
 
-
-def _with_default_callbacks(callbacks: Sequence[FederatedCallback]) -> list[FederatedCallback]:
-    """SeedSync first and MaskPacking after the user's client hooks, unless given."""
+    Returns the callbacks and the one ``MaskPacking``, which owns the wire both ways.
+    """
     callbacks = list(callbacks)
     for callback in callbacks:
         if not isinstance(callback, FederatedCallback):
             raise TypeError(f"callbacks must be FederatedCallback instances, got {type(callback).__name__}")
+    if output_dir is not None and not any(isinstance(c, RunArtifacts) for c in callbacks):
+        callbacks.insert(0, RunArtifacts(output_dir))
     if not any(isinstance(c, SeedSync) for c in callbacks):
         callbacks.insert(0, SeedSync())
-    if not any(isinstance(c, MaskPacking) for c in callbacks):
-        callbacks.append(MaskPacking())
-    return callbacks
+    packers = [c for c in callbacks if isinstance(c, MaskPacking)]
+    if len(packers) > 1:
+        raise ValueError(f"give at most one MaskPacking callback (it owns the wire format), got {len(packers)}")
+    if not packers:
+        packers.append(MaskPacking())
+        callbacks.append(packers[0])
+    return callbacks, packers[0]
 
 
 def _check_module(module: L.LightningModule, trainer_kwargs: Mapping[str, Any]) -> None:
@@ -380,13 +347,8 @@ def _check_module(module: L.LightningModule, trainer_kwargs: Mapping[str, Any]) 
                 f"{type(module).__name__} must define {hook}(): the trainer trains clients and tests the global model with it"
             )
     try:
-        L.Trainer(
-            logger=False,
-            enable_progress_bar=False,
-            enable_model_summary=False,
-            enable_checkpointing=False,
-            **trainer_kwargs,
-        )
+        with quiet_lightning():
+            local_trainer(trainer_kwargs)
     except Exception as error:  # Lightning raises several types for bad accelerator/precision settings
         raise ValueError(f"invalid lightning.Trainer settings {dict(trainer_kwargs)}: {error}") from None
 

@@ -8,66 +8,23 @@ device ``k % num_devices`` (clients in parallel, as in Flower's simulation engin
 
 from __future__ import annotations
 
-import logging
 import pickle
-import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.multiprocessing as mp
 
-from fedmrn_pl.client import ClientResult, FederatedClient, quiet_lightning
-from fedmrn_pl.seeding import derive_seed
+from fedmrn_pl.client import FederatedClient
+from fedmrn_pl.messages import FitRequest, FitResult
 
-__all__ = ["ClientTask", "ClientWorkerPool", "TaskOutcome", "train_client"]
-
-log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class ClientTask:
-    """What a client needs to train one round (plain data, cheap to send to a worker)."""
-
-    server_round: int
-    client_id: int
-    seed: int
-    num_examples: int
-
-
-@dataclass
-class TaskOutcome:
-    """A client's result, or why it failed, and how long it took."""
-
-    result: ClientResult | None
-    error: str | None
-    seconds: float
-
-
-def train_client(
-    client: FederatedClient, data: Any, global_state: Mapping[str, torch.Tensor], task: ClientTask, batch_size: int
-) -> TaskOutcome:
-    """Train one client; a failure becomes ``TaskOutcome.error`` instead of an exception."""
-    started = time.perf_counter()
-    # Global RNG too (dropout in user models): a pure function of (run, round, client),
-    # inside fork_rng so the caller's own RNG state is left as it was.
-    with torch.random.fork_rng():
-        torch.manual_seed(derive_seed(client.run_seed, task.server_round, task.client_id, "torch_global"))
-        try:
-            loader = data.client_dataloader(task.client_id, task.server_round, batch_size)
-            result = client.fit(global_state, task.server_round, task.client_id, task.seed, loader, task.num_examples)
-            return TaskOutcome(result, None, time.perf_counter() - started)
-        except Exception as error:  # a failing client must not end the run
-            return TaskOutcome(None, f"training failed: {type(error).__name__}: {error}", time.perf_counter() - started)
-
+__all__ = ["ClientWorkerPool"]
 
 # Per-process state of a pool worker, set once by ``_init_worker``.
-_WORKER: dict[str, Any] = {}
+_WORKER: dict[str, FederatedClient] = {}
 
 
-def _init_worker(client_bytes: bytes, data: Any, batch_size: int, devices: Sequence[Any] | None, threads: int) -> None:
-    quiet_lightning()
+def _init_worker(client_bytes: bytes, devices: Sequence[Any] | None, threads: int) -> None:
     client: FederatedClient = pickle.loads(client_bytes)
     torch.set_num_threads(threads)
     if devices:
@@ -75,20 +32,18 @@ def _init_worker(client_bytes: bytes, data: Any, batch_size: int, devices: Seque
         identity = mp.current_process()._identity  # (k,) for pool workers, 1-based
         index = (identity[0] - 1) if identity else 0
         client.trainer_kwargs["devices"] = [devices[index % len(devices)]]
-    _WORKER.update(client=client, data=data, batch_size=batch_size)
+    _WORKER["client"] = client
 
 
-def _run_task(global_state: Mapping[str, torch.Tensor], task: ClientTask) -> TaskOutcome:
-    return train_client(_WORKER["client"], _WORKER["data"], global_state, task, _WORKER["batch_size"])
+def _run_request(global_state: Mapping[str, torch.Tensor], request: FitRequest) -> FitResult:
+    return _WORKER["client"].fit(global_state, request)
 
 
 class ClientWorkerPool:
     """A pool of ``num_workers`` spawned processes that train clients in parallel.
 
     Args:
-        client: the client runner (module, masking, trainer settings) copied to each worker.
-        data: the client data (``FederatedDataModule``), copied to each worker.
-        batch_size: local batch size.
+        client: the client runner (module, data, masking, trainer settings) copied to each worker.
         num_workers: processes to start.
         devices: device indices to spread the workers over (GPUs), or None for CPU.
         threads_per_worker: torch intra-op threads per worker (default: this process's / workers).
@@ -97,8 +52,6 @@ class ClientWorkerPool:
     def __init__(
         self,
         client: FederatedClient,
-        data: Any,
-        batch_size: int,
         num_workers: int,
         devices: Sequence[Any] | None = None,
         threads_per_worker: int | None = None,
@@ -111,14 +64,12 @@ class ClientWorkerPool:
         # Plain pickle copies the module's tensors; torch.multiprocessing's pickler would
         # share their memory, and every worker would then train the same parameters.
         client_bytes = pickle.dumps(client)
-        self._pool = context.Pool(
-            num_workers, initializer=_init_worker, initargs=(client_bytes, data, batch_size, devices, threads)
-        )
+        self._pool = context.Pool(num_workers, initializer=_init_worker, initargs=(client_bytes, devices, threads))
 
-    def run(self, global_state: Mapping[str, torch.Tensor], tasks: Sequence[ClientTask]) -> list[TaskOutcome]:
-        """Train every task, in parallel; outcomes come back in task order."""
+    def run(self, global_state: Mapping[str, torch.Tensor], requests: Sequence[FitRequest]) -> list[FitResult]:
+        """Train every request, in parallel; results come back in request order."""
         state = {name: tensor.detach().cpu() for name, tensor in global_state.items()}
-        pending = [self._pool.apply_async(_run_task, (state, task)) for task in tasks]
+        pending = [self._pool.apply_async(_run_request, (state, request)) for request in requests]
         return [item.get() for item in pending]
 
     def close(self) -> None:

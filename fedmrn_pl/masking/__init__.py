@@ -2,8 +2,7 @@
 
 from fedmrn_pl.masking.config import MaskingConfig, default_alpha
 from fedmrn_pl.masking.functional import (
-    MASKED_KINDS,
-    SCHEDULES,
+    Schedule,
     expected_mask,
     mask_values,
     masked_noise,
@@ -14,6 +13,8 @@ from fedmrn_pl.masking.noise import MIN_NOISE_MAGNITUDE, generate_noise
 from fedmrn_pl.masking.parametrization import (
     MaskedNoise,
     apply_masked_noise,
+    begin_mask_step,
+    end_mask_step,
     is_masked,
     masked_parametrizations,
     remove_masked_noise,
@@ -25,14 +26,15 @@ from fedmrn_pl.masking.reconstruct import mask_to_values, reconstruct_delta
 from fedmrn_pl.masking.selection import ParameterSelector
 
 __all__ = [
-    "MASKED_KINDS",
     "MIN_NOISE_MAGNITUDE",
     "MaskedNoise",
     "MaskingConfig",
     "ParameterSelector",
-    "SCHEDULES",
+    "Schedule",
     "apply_masked_noise",
+    "begin_mask_step",
     "default_alpha",
+    "end_mask_step",
     "expected_mask",
     "generate_noise",
     "is_masked",

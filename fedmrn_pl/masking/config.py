@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from fedmrn_pl.masking.functional import SCHEDULES, check_mask_kind
+from fedmrn_pl.masking.functional import Schedule
 from fedmrn_pl.masking.selection import ParameterSelector
-from fedmrn_pl.update import NoiseSpec
+from fedmrn_pl.update import MaskKind, NoiseSpec
 
 __all__ = ["MaskingConfig", "default_alpha"]
 
 
-def default_alpha(kind: str) -> float:
+def default_alpha(kind: MaskKind | str) -> float:
     """The paper's noise magnitude: 0.01 for binary masks, 0.005 for signed ones."""
     return 0.01 if kind == "binary" else 0.005
 
@@ -20,12 +20,11 @@ def default_alpha(kind: str) -> float:
 class MaskingConfig:
     """How clients mask: mask kind, noise, PSM schedule and which parameters."""
 
-    kind: str = "binary"  # "binary" {0,1} or "signed" {-1,+1}
+    kind: MaskKind = MaskKind.binary  # "binary" {0,1} or "signed" {-1,+1}
     noise: NoiseSpec = field(default_factory=NoiseSpec)  # family and alpha
-    schedule: str = "linear"  # PSM: "linear" (paper), "cosine", "constant" (plain SM)
+    schedule: Schedule = Schedule.linear  # PSM: "linear" (paper), "cosine", "constant" (plain SM)
     selector: ParameterSelector = field(default_factory=ParameterSelector)  # what is masked
 
     def __post_init__(self) -> None:
-        check_mask_kind(self.kind)
-        if self.schedule not in SCHEDULES:
-            raise ValueError(f"PSM schedule {self.schedule!r} is not valid; choose one of {list(SCHEDULES)}")
+        object.__setattr__(self, "kind", MaskKind.parse(self.kind, "mask kind"))
+        object.__setattr__(self, "schedule", Schedule.parse(self.schedule, "PSM schedule"))

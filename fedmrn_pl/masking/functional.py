@@ -21,10 +21,11 @@ import math
 
 import torch
 
+from fedmrn_pl.choices import Choice
+from fedmrn_pl.update import MaskKind
+
 __all__ = [
-    "MASKED_KINDS",
-    "SCHEDULES",
-    "check_mask_kind",
+    "Schedule",
     "expected_mask",
     "mask_values",
     "masked_noise",
@@ -33,14 +34,12 @@ __all__ = [
     "stochastic_mask",
 ]
 
-MASKED_KINDS = ("binary", "signed")
-SCHEDULES = ("linear", "cosine", "constant")
+class Schedule(Choice):
+    """How the PSM probability ``p`` grows over a client's local steps."""
 
-
-def check_mask_kind(kind: str) -> None:
-    """Raise ``ValueError`` listing the valid kinds unless ``kind`` is one of them."""
-    if kind not in MASKED_KINDS:
-        raise ValueError(f"mask kind {kind!r} is not valid; choose one of {list(MASKED_KINDS)}")
+    linear = "linear"  # p = step / total (the paper)
+    cosine = "cosine"  # p = (1 - cos(pi * step / total)) / 2
+    constant = "constant"  # p = 1: plain stochastic masking (SM)
 
 
 def _sample(ratio: torch.Tensor, draw: torch.Tensor, kind: str, p: float = 1.0) -> torch.Tensor:
@@ -52,21 +51,20 @@ def _sample(ratio: torch.Tensor, draw: torch.Tensor, kind: str, p: float = 1.0) 
 
 def stochastic_mask(ratio: torch.Tensor, kind: str, generator: torch.Generator | None = None) -> torch.Tensor:
     """Sample an SM mask (float, values {0,1} or {-1,+1}) for ``ratio = u / n``."""
-    check_mask_kind(kind)
+    MaskKind.parse(kind, "mask kind")
     xi = torch.rand(ratio.shape, generator=generator, device=ratio.device, dtype=ratio.dtype)
     return _sample(ratio, xi, kind)
 
 
 def expected_mask(ratio: torch.Tensor, kind: str) -> torch.Tensor:
     """The SM mask's expectation inside its clip range: ``clip(r, 0, 1)`` or ``clip(r, -1, 1)``."""
-    check_mask_kind(kind)
+    MaskKind.parse(kind, "mask kind")
     return ratio.clamp(0.0, 1.0) if kind == "binary" else ratio.clamp(-1.0, 1.0)
 
 
 def psm_probability(schedule: str, step: int, total_steps: int) -> float:
     """Probability of using the sampled mask at local ``step`` of ``total_steps`` (0-based)."""
-    if schedule not in SCHEDULES:
-        raise ValueError(f"PSM schedule {schedule!r} is not valid; choose one of {list(SCHEDULES)}")
+    Schedule.parse(schedule, "PSM schedule")
     if schedule == "constant" or total_steps <= 0:
         return 1.0
     progress = min(max(step / total_steps, 0.0), 1.0)
@@ -83,7 +81,7 @@ def mask_values(
     One uniform draw per element serves both choices (see the module docstring), so
     ``p = 1`` gives exactly ``stochastic_mask`` with the same generator state.
     """
-    check_mask_kind(kind)
+    MaskKind.parse(kind, "mask kind")
     ratio = update / noise
     low = 0.0 if kind == "binary" else -1.0
     if p <= 0.0:

@@ -4,6 +4,12 @@
 ``w + n * M(u, n)``: ``w`` is frozen, the noise ``n`` is a non-persistent buffer and
 the update ``u`` (zero at the start of a round) is the only new trainable tensor.
 The user's layers and forward code stay as they are.
+
+One mask per weight per training step: between ``begin_mask_step`` and
+``end_mask_step`` each masked weight is computed once and reused at every read (a
+hand-written RNN reading its matrix at each time step, a tied embedding read by two
+layers), as ``parametrize.cached()`` does per module, but shared by every place a
+tied tensor is registered.
 """
 
 from __future__ import annotations
@@ -12,14 +18,16 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from fedmrn_pl.masking.functional import check_mask_kind, masked_weight, stochastic_mask
+from fedmrn_pl.masking.functional import masked_weight, stochastic_mask
 from fedmrn_pl.masking.noise import generate_noise
-from fedmrn_pl.masking.selection import ParameterSelector
-from fedmrn_pl.update import NoiseSpec
+from fedmrn_pl.masking.selection import ParameterSelector, parameter_places
+from fedmrn_pl.update import MaskKind, NoiseSpec
 
 __all__ = [
     "MaskedNoise",
     "apply_masked_noise",
+    "begin_mask_step",
+    "end_mask_step",
     "is_masked",
     "masked_parametrizations",
     "remove_masked_noise",
@@ -34,33 +42,50 @@ class MaskedNoise(nn.Module):
 
     def __init__(self, noise: torch.Tensor, kind: str) -> None:
         super().__init__()
-        check_mask_kind(kind)
-        self.kind = kind
+        self.kind = MaskKind.parse(kind, "mask kind")
         self.register_buffer("noise", noise, persistent=False)
         self.update = nn.Parameter(torch.zeros_like(noise))
         self.probability = 0.0  # PSM: chance of using the sampled mask per element
         self.generator: torch.Generator | None = None  # stream of the SM/PSM draws
+        self.caching = False  # inside a training step: compute once, reuse at every read
+        self._step_weight: torch.Tensor | None = None
 
     def forward(self, weight: torch.Tensor) -> torch.Tensor:
-        return masked_weight(weight, self.update, self.noise, self.kind, self.probability, self.generator)
+        if self._step_weight is not None:
+            return self._step_weight
+        value = masked_weight(weight, self.update, self.noise, self.kind, self.probability, self.generator)
+        if self.caching:
+            self._step_weight = value
+        return value
 
 
 def masked_parametrizations(model: nn.Module) -> dict[str, MaskedNoise]:
-    """Every ``MaskedNoise`` in ``model`` keyed by the parameter's state-dict name."""
-    found = {}
+    """Every ``MaskedNoise`` in ``model`` keyed by its parameter's name (a tied one once, first name)."""
+    found: dict[str, MaskedNoise] = {}
+    seen: set[int] = set()
+    for name, parametrization in _masked_places(model):
+        if id(parametrization) not in seen:
+            seen.add(id(parametrization))
+            found[name] = parametrization
+    return found
+
+
+def _masked_places(model: nn.Module) -> list[tuple[str, MaskedNoise]]:
+    """``(name, parametrization)`` at every place a masked weight is registered, tied ones at each."""
+    places = []
     for module_name, module in model.named_modules():
         if not parametrize.is_parametrized(module):
             continue
         for attr, plist in module.parametrizations.items():
             for parametrization in plist:
                 if isinstance(parametrization, MaskedNoise):
-                    found[f"{module_name}.{attr}" if module_name else attr] = parametrization
-    return found
+                    places.append((f"{module_name}.{attr}" if module_name else attr, parametrization))
+    return places
 
 
 def is_masked(model: nn.Module) -> bool:
     """Whether ``model`` currently carries masked-noise parametrizations."""
-    return bool(masked_parametrizations(model))
+    return bool(_masked_places(model))
 
 
 def apply_masked_noise(
@@ -91,24 +116,44 @@ def apply_masked_noise(
     targets = selector.select(model)
     if not targets:
         raise ValueError(f"no parameter of {type(model).__name__} matches {selector}; nothing would be masked")
+    places = parameter_places(model)
     wrapped = {}
     for name, module, attr in targets:
         weight = getattr(module, attr)
         parametrization = MaskedNoise(generate_noise(seed, name, weight.shape, noise, device=weight.device), kind)
         parametrization.to(dtype=weight.dtype)
-        parametrize.register_parametrization(module, attr, parametrization, unsafe=True)
-        module.parametrizations[attr].original.requires_grad_(False)
+        # A tied weight gets the same parametrization at each of its places: one u, one noise, one mask.
+        for _, owner, owner_attr in places[id(weight)]:
+            # unsafe=True skips parametrize's registration-time check, which evaluates the
+            # parametrization once: that draw would come from the global RNG (no generator
+            # is set yet) and the check is moot, the output has the weight's shape and dtype.
+            parametrize.register_parametrization(owner, owner_attr, parametrization, unsafe=True)
+        weight.requires_grad_(False)
         wrapped[name] = parametrization
     return wrapped
 
 
 def remove_masked_noise(model: nn.Module) -> None:
     """Drop the masked noise and give back the plain module with its original weights."""
-    for name in masked_parametrizations(model):
+    for name, _ in _masked_places(model):
         module_name, _, attr = name.rpartition(".")
         module = model.get_submodule(module_name)
         parametrize.remove_parametrizations(module, attr, leave_parametrized=False)
         getattr(module, attr).requires_grad_(True)  # only trainable weights are ever masked
+
+
+def begin_mask_step(model: nn.Module) -> None:
+    """Start a training step: each masked weight is drawn once, at its first read, until ``end_mask_step``."""
+    for parametrization in masked_parametrizations(model).values():
+        parametrization.caching = True
+        parametrization._step_weight = None
+
+
+def end_mask_step(model: nn.Module) -> None:
+    """End a training step: forget the step's masked weights; later reads draw afresh."""
+    for parametrization in masked_parametrizations(model).values():
+        parametrization.caching = False
+        parametrization._step_weight = None
 
 
 def set_mask_probability(model: nn.Module, probability: float) -> None:

@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import torch
 
-from fedmrn_pl.masking.functional import check_mask_kind
 from fedmrn_pl.masking.noise import generate_noise
-from fedmrn_pl.update import NoiseSpec
+from fedmrn_pl.update import MaskKind, NoiseSpec
 
 __all__ = ["mask_to_values", "reconstruct_delta"]
 
 
 def mask_to_values(mask: torch.Tensor, kind: str) -> torch.Tensor:
     """Bool wire mask -> float values: binary {0, 1}, signed {-1, +1}."""
-    check_mask_kind(kind)
+    MaskKind.parse(kind, "mask kind")
     values = mask.to(torch.float32)
     return values if kind == "binary" else values.mul_(2.0).sub_(1.0)
 

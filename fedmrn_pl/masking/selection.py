@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
-__all__ = ["ParameterSelector"]
+__all__ = ["ParameterSelector", "parameter_places"]
 
 
 @dataclass(frozen=True)
@@ -43,21 +43,39 @@ class ParameterSelector:
         return parameter.dim() >= self.min_dims
 
     def select(self, model: nn.Module) -> list[tuple[str, nn.Module, str]]:
-        """``(full name, owning module, attribute name)`` of every masked parameter, in model order."""
+        """``(name, owning module, attribute)`` of every masked parameter, in model order.
+
+        A tied tensor (one ``nn.Parameter`` at several places, e.g. an embedding shared
+        with the output layer) is one parameter: it appears once, under its first name,
+        and is masked unless one of its names is excluded.
+        """
         chosen = []
-        owners: dict[int, str] = {}
-        for module_name, module in model.named_modules(remove_duplicate=False):
-            for attr, parameter in module.named_parameters(recurse=False):
-                if parameter is None or not parameter.requires_grad:  # frozen by the user: leave it alone
-                    continue
-                name = f"{module_name}.{attr}" if module_name else attr
-                if not self.is_masked(name, module, parameter):
-                    continue
-                if id(parameter) in owners:
-                    raise ValueError(
-                        f"parameters {owners[id(parameter)]!r} and {name!r} are one tied tensor; masking it twice "
-                        f"would apply two noises to one weight. Exclude one name, e.g. ParameterSelector(exclude=({name!r},))"
-                    )
-                owners[id(parameter)] = name
+        for places in parameter_places(model).values():
+            name, module, attr = places[0]
+            parameter = getattr(module, attr)
+            if not parameter.requires_grad:  # frozen by the user: leave it alone
+                continue
+            names = [place[0] for place in places]
+            if any(fnmatch.fnmatchcase(n, pattern) for n in names for pattern in self.exclude):
+                continue
+            if any(self.is_masked(n, owner, parameter) for n, owner, _ in places):
                 chosen.append((name, module, attr))
         return chosen
+
+
+def parameter_places(model: nn.Module) -> dict[int, list[tuple[str, nn.Module, str]]]:
+    """Every place each parameter of ``model`` is registered, keyed by the parameter's identity.
+
+    Most parameters have one place; a tied parameter has one per module that holds it.
+    Places are in model order, so the first is the parameter's canonical name.
+    """
+    places: dict[int, list[tuple[str, nn.Module, str]]] = {}
+    for module_name, module in model.named_modules(remove_duplicate=False):
+        for attr, parameter in module.named_parameters(recurse=False):
+            if parameter is None:
+                continue
+            name = f"{module_name}.{attr}" if module_name else attr
+            entries = places.setdefault(id(parameter), [])
+            if all(owner is not module or owner_attr != attr for _, owner, owner_attr in entries):
+                entries.append((name, module, attr))
+    return places

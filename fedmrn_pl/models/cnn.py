@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from fedmrn_pl.models.initialization import check_init, initialize_weights
+from fedmrn_pl.models.initialization import InitScheme, initialize_weights
 
 __all__ = ["CNN4", "CNN8", "ConvNet"]
 
@@ -43,7 +43,7 @@ class ConvNet(nn.Module):
         init: str = "paper",
     ) -> None:
         super().__init__()
-        check_init(init)
+        InitScheme.parse(init, "init")  # early, so a typo never trains silently
         if image_size < 1 or in_channels < 1 or num_classes < 1:
             raise ValueError(
                 f"image_size, in_channels and num_classes must be >= 1, got "

@@ -9,16 +9,18 @@ from __future__ import annotations
 
 from torch import nn
 
-__all__ = ["INIT_SCHEMES", "PAPER_INIT_STD", "check_init", "initialize_weights"]
+from fedmrn_pl.choices import Choice
 
-INIT_SCHEMES = ("default", "paper")
+__all__ = ["PAPER_INIT_STD", "InitScheme", "initialize_weights"]
+
 PAPER_INIT_STD = 0.01  # std of the N(0, std) weight init used in the FedMRN paper
 
 
-def check_init(init: str) -> None:
-    """Raise early with the valid names so a config typo never trains silently."""
-    if init not in INIT_SCHEMES:
-        raise ValueError(f"Unknown init {init!r}; valid values are {', '.join(INIT_SCHEMES)}")
+class InitScheme(Choice):
+    """How the built-in models initialise conv/linear weights."""
+
+    default = "default"  # PyTorch's own (Kaiming-uniform)
+    paper = "paper"  # N(0, PAPER_INIT_STD) weights, zero biases
 
 
 def initialize_weights(module: nn.Module, init: str = "paper") -> nn.Module:
@@ -34,9 +36,9 @@ def initialize_weights(module: nn.Module, init: str = "paper") -> nn.Module:
         The same module, for chaining.
 
     Raises:
-        ValueError: If ``init`` is not one of ``INIT_SCHEMES``.
+        ValueError: If ``init`` is not an ``InitScheme``.
     """
-    check_init(init)
+    InitScheme.parse(init, "init")
     if init == "default":
         return module
     for layer in module.modules():

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from fedmrn_pl.models.initialization import check_init, initialize_weights
+from fedmrn_pl.models.initialization import InitScheme, initialize_weights
 
 __all__ = ["MLP"]
 
@@ -32,7 +32,7 @@ class MLP(nn.Module):
         init: str = "paper",
     ) -> None:
         super().__init__()
-        check_init(init)
+        InitScheme.parse(init, "init")  # early, so a typo never trains silently
         if in_features < 1 or num_classes < 1:
             raise ValueError(f"in_features and num_classes must be >= 1, got {in_features}, {num_classes}")
         layers: list[nn.Module] = []

@@ -7,10 +7,11 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from fedmrn_pl.choices import Choice
 from fedmrn_pl.models.cnn import CNN4, CNN8
 from fedmrn_pl.models.mlp import MLP
 
-__all__ = ["MODEL_NAMES", "build_model"]
+__all__ = ["ModelName", "build_model"]
 
 
 def _build_mlp(in_channels: int, num_classes: int, image_size: int, bias: bool, init: str) -> nn.Module:
@@ -22,7 +23,7 @@ _BUILDERS: dict[str, Callable[[int, int, int, bool, str], nn.Module]] = {
     "cnn8": CNN8,
     "mlp": _build_mlp,
 }
-MODEL_NAMES: tuple[str, ...] = tuple(sorted(_BUILDERS))
+ModelName = Choice("ModelName", [(name, name) for name in sorted(_BUILDERS)])  # the valid model names
 
 
 def build_model(
@@ -38,7 +39,7 @@ def build_model(
     """Construct one of the built-in models for images of the given shape.
 
     Args:
-        name: One of ``MODEL_NAMES`` (case-insensitive).
+        name: A ``ModelName`` (case-insensitive).
         in_channels: Channels of the input images.
         num_classes: Number of output logits.
         image_size: Height (= width) of the square input images.
@@ -53,10 +54,7 @@ def build_model(
     Raises:
         ValueError: If ``name`` or ``init`` is unknown.
     """
-    key = name.lower()
-    if key not in _BUILDERS:
-        raise ValueError(f"Unknown model {name!r}; valid names are {', '.join(MODEL_NAMES)}")
-    builder = _BUILDERS[key]
+    builder = _BUILDERS[ModelName.parse(str(name).lower(), "model").value]
     if seed is None:
         return builder(in_channels, num_classes, image_size, bias, init)
     with torch.random.fork_rng(devices=[]):

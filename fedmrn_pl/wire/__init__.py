@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from fedmrn_pl.wire.bits import pack_bits, packed_size, unpack_bits
 from fedmrn_pl.wire.errors import PayloadError
-from fedmrn_pl.wire.format import TensorSpec, decode_update, describe_payload, encode_update, expected_manifest
+from fedmrn_pl.wire.format import DEFAULT_MAX_BYTES, TensorSpec, decode_update, describe_payload, encode_update, expected_manifest
 from fedmrn_pl.wire.layout import (
     CHECKSUM_SIZE,
     FORMAT_VERSION,
@@ -22,6 +22,7 @@ from fedmrn_pl.wire.layout import (
 
 __all__ = [
     "CHECKSUM_SIZE",
+    "DEFAULT_MAX_BYTES",
     "FORMAT_VERSION",
     "HEADER_SIZE",
     "MAGIC",

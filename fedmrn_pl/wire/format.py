@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import torch
 
-from fedmrn_pl.update import ClientUpdate
+from fedmrn_pl.update import ClientUpdate, DenseDtype
 from fedmrn_pl.wire.bits import pack_bits, unpack_bits
 from fedmrn_pl.wire.errors import PayloadError
 from fedmrn_pl.wire.layout import (
@@ -47,7 +47,7 @@ from fedmrn_pl.wire.parse import ManifestEntry, ParsedPayload, parse_payload
 __all__ = ["ROLES", "TensorSpec", "decode_update", "describe_payload", "encode_update", "expected_manifest"]
 
 ROLES = ("mask", "dense")
-DEFAULT_MAX_BYTES = 1 << 31
+DEFAULT_MAX_BYTES = 1 << 31  # the largest payload a server reads unless told otherwise
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,8 +102,8 @@ def encode_update(update: ClientUpdate, *, dense_dtype: str | None = None) -> by
             or the update itself is inconsistent (see :class:`ClientUpdate`).
         TypeError: if a mask is not a bool tensor.
     """
-    if dense_dtype is not None and dense_dtype not in ("float16", "float32"):
-        raise ValueError(f"dense_dtype {dense_dtype!r} is not valid; choose one of [None, 'float16', 'float32']")
+    if dense_dtype is not None:
+        dense_dtype = DenseDtype.parse(dense_dtype, "dense_dtype").value
     dataclasses.replace(update)  # re-runs ClientUpdate's checks, in case its dicts changed since
     tensors = {**update.masks, **update.dense}
     names = sorted(tensors, key=_name_bytes)  # UTF-8 byte order, what the reader checks

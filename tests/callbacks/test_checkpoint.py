@@ -30,15 +30,15 @@ def _comparable(per_round):
 @pytest.mark.parametrize("method", ["fedmrn", "fedavg"])
 def test_stopped_and_resumed_run_equals_the_uninterrupted_run(small_config, tmp_path, method):
     overrides = ("train.rounds=3", f"method.name={method}", "train.lr=0.05")
-    full = run_experiment(small_config(*overrides, f"output_dir={tmp_path / 'full'}"), echo=False)
+    full = run_experiment(small_config(*overrides, f"output_dir={tmp_path / 'full'}"))
 
     interrupted = small_config(*overrides, f"output_dir={tmp_path / 'split'}")
     with pytest.raises(KeyboardInterrupt):
-        run_experiment(interrupted, callbacks=[StopAfter(2)], echo=False)
+        run_experiment(interrupted, callbacks=[StopAfter(2)])
     assert load_checkpoint(tmp_path / "split")["completed_rounds"] == 2
 
     resumed = run_experiment(
-        small_config(*overrides, f"output_dir={tmp_path / 'split'}", f"resume={tmp_path / 'split'}"), echo=False
+        small_config(*overrides, f"output_dir={tmp_path / 'split'}", f"resume={tmp_path / 'split'}")
     )
     assert resumed["global_model_sha256"] == full["global_model_sha256"]
     assert _comparable(resumed["per_round"]) == _comparable(full["per_round"])
@@ -47,7 +47,7 @@ def test_stopped_and_resumed_run_equals_the_uninterrupted_run(small_config, tmp_
 
 
 def test_checkpoint_loads_with_weights_only_and_holds_the_federated_state(small_config, tmp_path):
-    run_experiment(small_config("train.rounds=2", "checkpoint_every=1"), echo=False)
+    run_experiment(small_config("train.rounds=2", "checkpoint_every=1"))
     state = load_checkpoint(tmp_path / "run" / "checkpoint.pt")
     assert state["completed_rounds"] == 2
     assert len(state["history"]) == 2

@@ -26,7 +26,7 @@ from fedmrn_pl.callbacks import WandbLogger
 from fedmrn_pl.callbacks.wandb_logger import MODEL_NAME, resolve_mode, round_scalars
 from fedmrn_pl.config import load_config, to_container
 from fedmrn_pl.experiment import run_experiment
-from fedmrn_pl.federated.report import global_model_sha256
+from fedmrn_pl.report import global_model_sha256, run_summary
 from fedmrn_pl.plots import PLOT_NAMES
 
 _BLOCK, _HEADER = 32768, 7
@@ -116,7 +116,7 @@ def test_offline_run_records_what_the_trainer_computed(wandb_env: Path, tmp_path
             f"output_dir={tmp_path / 'run'}",
         ],
     )
-    summary = run_experiment(config, echo=False)
+    summary = run_experiment(config)
     per_round = summary["per_round"]
 
     (log,) = offline_logs(tmp_path / "run")
@@ -187,7 +187,9 @@ def test_failed_run_exits_1_and_a_resume_continues_the_same_run(wandb_env: Path,
             "test/loss": 1.0,
         }
     ]
-    trainer = SimpleNamespace(history=[], completed_rounds=0, global_state={"w": torch.ones(2, 2)}, elapsed_seconds=1.0)
+    trainer = SimpleNamespace(
+        history=[], completed_rounds=0, global_state={"w": torch.ones(2, 2)}, elapsed_seconds=1.0, summary=None
+    )
     first = WandbLogger(dir=tmp_path, log_model=False)
     first.on_fit_start(trainer)
     first.on_exception(trainer, RuntimeError("client crashed"))
@@ -200,6 +202,7 @@ def test_failed_run_exits_1_and_a_resume_continues_the_same_run(wandb_env: Path,
     resumed.on_fit_start(trainer)
     assert resumed.run_id == first.run_id
     trainer.history, trainer.completed_rounds = history, 1
+    trainer.summary = run_summary("fedmrn-binary", history, trainer.global_state, 2.0)
     resumed.on_round_end(trainer, 1, history[0])
     resumed.on_fit_end(trainer)
 
@@ -214,7 +217,7 @@ def test_failed_run_exits_1_and_a_resume_continues_the_same_run(wandb_env: Path,
 def test_disabled_mode_writes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("WANDB_MODE", raising=False)
     logger = WandbLogger(mode="disabled", dir=tmp_path / "run")
-    trainer = SimpleNamespace(history=[], completed_rounds=0, global_state={})
+    trainer = SimpleNamespace(history=[], completed_rounds=0, global_state={}, summary=None)
     logger.on_fit_start(trainer)
     logger.on_round_end(trainer, 1, {"round": 1})
     logger.on_fit_end(trainer)

@@ -97,7 +97,7 @@ def test_out_of_range_client_id_raises_with_the_valid_range(digits: FederatedDat
     ("kwargs", "message"),
     [
         ({"num_clients": 0}, "num_clients must be >= 1"),
-        ({"partition": "shards"}, "valid names are dirichlet, iid, label_count"),
+        ({"partition": "shards"}, r"choose one of \['dirichlet', 'iid', 'label_count'\]"),
         ({"batch_size": 0}, "batch_size must be >= 1"),
     ],
 )

@@ -12,7 +12,7 @@ import pytest
 import scipy.io
 import torch
 
-from fedmrn_pl.data import DATASET_NAMES, DatasetNotFoundError, load_dataset
+from fedmrn_pl.data import DatasetName, DatasetNotFoundError, load_dataset
 
 NUM_SAMPLES = 6  # per split in the hand-made torchvision files
 
@@ -160,8 +160,8 @@ def test_embedded_split_is_deterministic_for_a_seed_and_changes_with_it() -> Non
 
 
 def test_dataset_names_and_unknown_name_error() -> None:
-    assert DATASET_NAMES == ("cifar10", "cifar100", "digits", "fmnist", "mnist5k", "svhn")
-    with pytest.raises(ValueError, match="valid names are cifar10, cifar100, digits, fmnist, mnist5k, svhn"):
+    assert DatasetName.values() == ["cifar10", "cifar100", "digits", "fmnist", "mnist5k", "svhn"]
+    with pytest.raises(ValueError, match=r"choose one of \['cifar10', 'cifar100', 'digits', 'fmnist', 'mnist5k', 'svhn'\]"):
         load_dataset("imagenet")
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from fedmrn_pl.data import (
-    PARTITION_NAMES,
+    PartitionName,
     format_partition_stats,
     partition,
     partition_dirichlet,
@@ -24,7 +24,7 @@ def _distinct_labels(parts: list[np.ndarray]) -> float:
 
 
 def test_partition_names() -> None:
-    assert PARTITION_NAMES == ("dirichlet", "iid", "label_count")
+    assert PartitionName.values() == ["dirichlet", "iid", "label_count"]
 
 
 @pytest.mark.parametrize("name", sorted(SETTINGS))
@@ -120,7 +120,7 @@ def test_partition_ignores_global_numpy_rng() -> None:
 @pytest.mark.parametrize(
     ("name", "num_clients", "kwargs", "message"),
     [
-        ("fedavg", 4, {}, "valid names are dirichlet, iid, label_count"),
+        ("fedavg", 4, {}, r"choose one of \['dirichlet', 'iid', 'label_count'\]"),
         ("iid", 0, {}, "num_clients must be >= 1"),
         ("iid", 2001, {}, r"must not exceed the number of samples \(2000\)"),
         ("dirichlet", 4, {"beta": 0.0}, "beta must be > 0"),

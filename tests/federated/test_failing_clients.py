@@ -13,7 +13,7 @@ from fedmrn_pl import (
     build_model,
 )
 from fedmrn_pl.callbacks import FederatedCallback
-from fedmrn_pl.federated import run_summary
+from fedmrn_pl.report import run_summary
 
 
 class FaultyTask(ClassificationTask):

@@ -7,7 +7,7 @@ import torch
 
 from fedmrn_pl.callbacks import FederatedCallback
 from fedmrn_pl.experiment import build_trainer, run_experiment
-from fedmrn_pl.federated import global_model_sha256
+from fedmrn_pl.report import global_model_sha256
 from fedmrn_pl.wire import decode_update
 
 LEARNING = ("train.rounds=4", "train.local_epochs=3")
@@ -25,21 +25,21 @@ class PayloadTap(FederatedCallback):
 
 @pytest.mark.slow
 def test_fedmrn_learns_digits_well_above_chance(small_config):
-    summary = run_experiment(small_config(*LEARNING), echo=False)
+    summary = run_experiment(small_config(*LEARNING))
     assert summary["final_test_accuracy"] > 0.6  # chance is 0.1
     assert summary["rounds"] == 4 and len(summary["per_round"]) == 4
 
 
 @pytest.mark.slow
 def test_fedavg_learns_digits_well_above_chance(small_config):
-    summary = run_experiment(small_config(*LEARNING, "method.name=fedavg", "train.lr=0.03"), echo=False)
+    summary = run_experiment(small_config(*LEARNING, "method.name=fedavg", "train.lr=0.03"))
     assert summary["final_test_accuracy"] > 0.6
     assert summary["uplink_compression"] < 1.01
 
 
 def test_metrics_json_has_the_documented_fields(small_config, tmp_path):
     config = small_config("train.rounds=2")
-    summary = run_experiment(config, echo=False)
+    summary = run_experiment(config)
     written = json.loads((tmp_path / "run" / "metrics.json").read_text())
     for key in (
         "method",

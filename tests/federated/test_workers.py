@@ -5,7 +5,7 @@ import torch
 
 from fedmrn_pl.config import ConfigError, load_config
 from fedmrn_pl.experiment import build_trainer
-from fedmrn_pl.federated import global_model_sha256
+from fedmrn_pl.report import global_model_sha256
 
 
 @pytest.fixture

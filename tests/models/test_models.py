@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from fedmrn_pl.models import CNN4, CNN8, MLP, MODEL_NAMES, PAPER_INIT_STD, build_model
+from fedmrn_pl.models import CNN4, CNN8, MLP, PAPER_INIT_STD, ModelName, build_model
 
 
 def _weighted_layers(model: nn.Module) -> list[nn.Module]:
@@ -24,7 +24,7 @@ def test_models_output_one_logit_per_class_for_every_input_shape(name: str, in_c
 
 
 def test_model_names_lists_every_buildable_model() -> None:
-    assert MODEL_NAMES == ("cnn4", "cnn8", "mlp")
+    assert ModelName.values() == ["cnn4", "cnn8", "mlp"]
 
 
 @pytest.mark.parametrize(
@@ -57,14 +57,14 @@ def test_mlp_has_two_hidden_layers_of_200_by_default() -> None:
     assert [(m.in_features, m.out_features) for m in linears] == [(784, 200), (200, 200), (200, 10)]
 
 
-@pytest.mark.parametrize("name", MODEL_NAMES)
+@pytest.mark.parametrize("name", ModelName.values())
 def test_models_are_bias_free_by_default_and_biased_on_request(name: str) -> None:
     kwargs = {"in_channels": 1, "num_classes": 10, "image_size": 28}
     assert all(m.bias is None for m in _weighted_layers(build_model(name, **kwargs)))
     assert all(m.bias is not None for m in _weighted_layers(build_model(name, bias=True, **kwargs)))
 
 
-@pytest.mark.parametrize("name", MODEL_NAMES)
+@pytest.mark.parametrize("name", ModelName.values())
 def test_paper_init_draws_weights_with_std_close_to_0_01(name: str) -> None:
     model = build_model(name, in_channels=3, num_classes=10, image_size=32, bias=True, seed=0)
     weights = torch.cat([m.weight.detach().flatten() for m in _weighted_layers(model)])
@@ -85,7 +85,7 @@ def test_default_init_keeps_pytorch_initialisation() -> None:
     assert first_conv.weight.std().item() > 10 * PAPER_INIT_STD
 
 
-@pytest.mark.parametrize("name", MODEL_NAMES)
+@pytest.mark.parametrize("name", ModelName.values())
 def test_seeded_builds_are_identical_and_leave_global_rng_alone(name: str) -> None:
     kwargs = {"in_channels": 1, "num_classes": 10, "image_size": 28}
     state = torch.random.get_rng_state()
@@ -98,12 +98,12 @@ def test_seeded_builds_are_identical_and_leave_global_rng_alone(name: str) -> No
 
 
 def test_unknown_model_name_lists_valid_names() -> None:
-    with pytest.raises(ValueError, match="valid names are cnn4, cnn8, mlp"):
+    with pytest.raises(ValueError, match=r"choose one of \['cnn4', 'cnn8', 'mlp'\]"):
         build_model("resnet", in_channels=1, num_classes=10, image_size=28)
 
 
 def test_unknown_init_lists_valid_schemes() -> None:
-    with pytest.raises(ValueError, match="default, paper"):
+    with pytest.raises(ValueError, match=r"init 'xavier' is not valid; choose one of \['default', 'paper'\]"):
         build_model("cnn4", in_channels=1, num_classes=10, image_size=28, init="xavier")
 
 

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import fedmrn_pl.wire
-from fedmrn_pl.update import MASK_KINDS, NOISE_FAMILIES, ClientUpdate, NoiseSpec
+from fedmrn_pl.update import MASK_KINDS, ClientUpdate, NoiseFamily, NoiseSpec
 from fedmrn_pl.wire import (
     CHECKSUM_SIZE,
     HEADER_SIZE,
@@ -105,7 +105,7 @@ def specs_of(update: ClientUpdate) -> dict[str, TensorSpec]:
 # --------------------------------------------------------------------------- round trips
 
 
-@pytest.mark.parametrize("family", NOISE_FAMILIES)
+@pytest.mark.parametrize("family", NoiseFamily.values())
 @pytest.mark.parametrize("mask_kind", MASK_KINDS)
 def test_decode_of_encode_is_bit_exact_for_every_kind_and_noise_family(mask_kind, family):
     update = make_update(mask_kind, family)

@@ -11,12 +11,22 @@ from typing import Any
 
 import torch
 
-__all__ = ["global_model_sha256", "run_summary", "state_bytes", "write_metrics_json"]
+__all__ = ["METRICS_NAME", "global_model_sha256", "run_summary", "sample_weighted_mean", "state_bytes", "write_metrics_json"]
+
+METRICS_NAME = "metrics.json"  # the run summary in a run directory
 
 
 def state_bytes(state: Mapping[str, torch.Tensor]) -> int:
     """Bytes of a model state sent densely (each tensor at its own element size)."""
     return sum(tensor.numel() * tensor.element_size() for tensor in state.values())
+
+
+def sample_weighted_mean(values: Sequence[float], num_examples: Sequence[int]) -> float:
+    """Mean of per-client figures weighted by sample counts ``N_k``, the rule aggregation uses (NaN if empty)."""
+    total = sum(num_examples)
+    if not values or total <= 0:
+        return math.nan
+    return sum(value * count for value, count in zip(values, num_examples, strict=True)) / total
 
 
 def global_model_sha256(state: Mapping[str, torch.Tensor]) -> str:

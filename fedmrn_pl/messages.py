@@ -1,0 +1,54 @@
+"""One client round as two messages: the server's request and the client's result.
+
+As Flower's ``FitIns``/``FitRes``: the server issues a :class:`FitRequest` per sampled
+client, and one :class:`FitResult` comes back. Callbacks read and fill these in at
+the named moments of a round; nothing else is passed between client and server.
+Plain data, so both cross process boundaries as they are.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from fedmrn_pl.update import ClientUpdate
+
+__all__ = ["FitRequest", "FitResult"]
+
+
+@dataclass
+class FitRequest:
+    """What the server sends a client for one round."""
+
+    server_round: int
+    client_id: int
+    num_examples: int  # the server's own count of the client's samples: the aggregation weight
+    seed: int | None = None  # noise seed, issued by the SeedSync callback before the client trains
+
+
+@dataclass
+class FitResult:
+    """What one client round produced, as the server sees it.
+
+    ``update`` is the client's update while it is still on the client; the
+    mask-packing callback turns it into ``payload`` (the uplink bytes) and clears it,
+    so the server only ever reads bytes. After the server validates the payload,
+    ``update`` holds the decoded update that is aggregated.
+    """
+
+    request: FitRequest
+    update: ClientUpdate | None = None
+    payload: bytes | None = None
+    train_loss: float | None = None  # the loss the client's module logged, if it did
+    stats: dict[str, float] = field(default_factory=dict)  # mask statistics of the client's update
+    seconds: float = 0.0  # local training wall time
+    dropped: str | None = None  # why the client failed or the server refused its payload
+
+    @property
+    def client_id(self) -> int:
+        """The client this result is from."""
+        return self.request.client_id
+
+    @property
+    def server_round(self) -> int:
+        """The round this result belongs to."""
+        return self.request.server_round
