@@ -22,7 +22,7 @@ from matplotlib.ticker import LogFormatter, MaxNLocator
 
 from fedmrn_pl.report import METRICS_NAME
 
-__all__ = ["PLOT_NAMES", "load_run", "plot_histories", "plot_run", "plot_runs"]
+__all__ = ["PLOT_NAMES", "load_run", "plot_histories", "plot_runs"]
 
 PLOT_NAMES = ("accuracy_vs_round.png", "accuracy_vs_uplink.png")
 _REQUIRED_KEYS = ("round", "test/acc", "uplink/cumulative_bytes")
@@ -113,11 +113,6 @@ def plot_runs(run_dirs: Sequence[str | Path], out_dir: str | Path) -> list[Path]
         (f"{label} ({run_dir.name})" if counts[label] > 1 else label, history) for run_dir, label, history in loaded
     ]
     return plot_histories(runs, out_dir)
-
-
-def plot_run(run_dir: str | Path) -> list[Path]:
-    """Plot one finished run into its own directory, next to its ``metrics.json``."""
-    return plot_runs([run_dir], run_dir)
 
 
 class _PlainLogFormatter(LogFormatter):

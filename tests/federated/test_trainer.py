@@ -19,8 +19,8 @@ class PayloadTap(FederatedCallback):
     def __init__(self):
         self.payloads = []
 
-    def on_client_fit_end(self, trainer, job):
-        self.payloads.append(job)
+    def on_client_fit_end(self, trainer, result):
+        self.payloads.append(result)  # its payload is filled in by MaskPacking, which runs last
 
 
 @pytest.mark.slow
@@ -111,3 +111,29 @@ def test_variants_run_and_change_the_model(small_config, overrides):
     assert history[0]["accepted_clients"] == 4
     changed = [k for k in trainer.masked_names if not torch.equal(before[k], trainer.global_state[k])]
     assert changed == trainer.masked_names
+
+
+class AcceptedTap(FederatedCallback):
+    """Keeps the results the server aggregated, per round."""
+
+    def __init__(self):
+        self.rounds = []
+
+    def on_aggregate_end(self, trainer, server_round, accepted):
+        self.rounds.append(list(accepted))
+
+
+def test_per_client_figures_are_weighted_by_sample_counts_like_aggregation(small_config):
+    tap = AcceptedTap()
+    trainer = build_trainer(small_config("data.partition=dirichlet", "data.beta=0.3", "train.rounds=2"), [tap])
+    history = trainer.fit()
+    for accepted, metrics in zip(tap.rounds, history):
+        counts = [result.request.num_examples for result in accepted]
+        assert len(set(counts)) > 1  # unequal clients, or the test shows nothing
+        for key, values in (
+            ("train/loss", [result.train_loss for result in accepted]),
+            ("mask/mask_ones_fraction", [result.stats["mask_ones_fraction"] for result in accepted]),
+        ):
+            weighted = sum(v * n for v, n in zip(values, counts)) / sum(counts)
+            assert metrics[key] == pytest.approx(weighted, rel=1e-9)
+            assert metrics[key] != pytest.approx(sum(values) / len(values), rel=1e-9)
