@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import os
+import stat
 import sys
 from pathlib import Path
 
@@ -13,6 +15,7 @@ __all__ = ["main"]
 
 def _fit(args: argparse.Namespace) -> int:
     from fedmrn_pl.callbacks import CHECKPOINT_NAME
+    from fedmrn_pl.callbacks.checkpoint import CheckpointError
     from fedmrn_pl.experiment import run_experiment
 
     overrides = list(args.overrides)
@@ -29,12 +32,15 @@ def _fit(args: argparse.Namespace) -> int:
         config_path = config_path or resume_dir / "config.yaml"
         overrides += [f"resume={resume_dir}", f"output_dir={resume_dir}"]
     config = load_config(config_path, overrides)
-    summary = run_experiment(config)
+    try:
+        summary = run_experiment(config)
+    except CheckpointError as error:  # damaged, foreign or mismatched checkpoint: nothing was written
+        return _refuse(error)
     print(
         f"{summary['method']}: final test accuracy {_number(summary['final_test_accuracy'], '.4f')} "
         f"(best {_number(summary['best_test_accuracy'], '.4f')}) after {summary['rounds']} rounds; "
-        f"uplink {summary['uplink_bytes'] / 1e6:.3f} MB vs {summary['dense_uplink_bytes'] / 1e6:.3f} MB dense float32 "
-        f"= {_number(summary['uplink_compression'], '.2f')}x compression"
+        f"uplink {summary['uplink_bytes'] / 1e6:.3f} MB vs {summary['dense_uplink_bytes'] / 1e6:.3f} MB dense float32"
+        f"{_compression(summary['uplink_compression'])}"
     )
     if summary["dropped_clients"]:
         print(
@@ -49,26 +55,62 @@ def _number(value: float | None, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
 
+def _compression(ratio: float | None) -> str:
+    """The compression clause; a ratio that is missing or not positive is no figure at all."""
+    if ratio is None or not ratio > 0 or ratio == float("inf"):
+        return " (no accepted uplink, so no compression figure)"
+    return f" = {ratio:.2f}x compression"
+
+
 def _inspect(args: argparse.Namespace) -> int:
     from fedmrn_pl.wire import PayloadError, describe_payload
+    from fedmrn_pl.wire.format import DEFAULT_MAX_BYTES as limit  # the wire's own payload size limit
 
     path = Path(args.payload)
     try:
-        payload = path.read_bytes()
+        payload = _read_at_most(path, limit)
     except OSError as error:
-        print(f"error: cannot read {path}: {error.strerror}", file=sys.stderr)
+        print(f"error: cannot read {_printable(str(path))}: {error.strerror}", file=sys.stderr)
         return 2
     try:
-        info = describe_payload(payload)
+        if payload is None:
+            raise PayloadError(f"larger than the wire format's limit of {limit} bytes")
+        info = describe_payload(payload, max_bytes=limit)
     except PayloadError as error:
-        print(f"error: invalid payload {path}: {error}", file=sys.stderr)
+        print(f"error: invalid payload {_printable(str(path))}: {_printable(str(error))}", file=sys.stderr)
         return 1
     print(_format_payload(path, info))
     return 0
 
 
+def _read_at_most(path: Path, limit: int) -> bytearray | None:
+    """The file's bytes, or None when it holds more than ``limit``, found without reading it whole.
+
+    A regular file is judged by its size before any read; a device or pipe (``/dev/zero``)
+    reports none, so the read stops one byte past the limit.
+    """
+    with open(path, "rb") as handle:
+        info = os.fstat(handle.fileno())
+        if stat.S_ISREG(info.st_mode) and info.st_size > limit:
+            return None
+        data = bytearray()
+        while len(data) <= limit:
+            chunk = handle.read(min(1 << 20, limit + 1 - len(data)))
+            if not chunk:
+                break
+            data += chunk
+    return None if len(data) > limit else data
+
+
+def _printable(text: str) -> str:
+    """``text`` with control and other non-printable characters escaped (``\\x1b``), safe for a terminal."""
+    return "".join(char if char.isprintable() else char.encode("unicode_escape").decode("ascii") for char in text)
+
+
 def _format_payload(path: Path, info: dict) -> str:
-    lines = [f"{path}: valid FedMRN payload, format v{info['format_version']}, {info['total_bytes']} bytes"]
+    """The inspect report; every value from the payload is escaped, since its sender chose it."""
+    head = f"valid FedMRN payload, format v{info['format_version']}, {info['total_bytes']} bytes"
+    lines = [f"{_printable(str(path))}: {head}"]
     for key in (
         "server_round",
         "client_id",
@@ -80,12 +122,13 @@ def _format_payload(path: Path, info: dict) -> str:
         "overhead_bytes",
     ):
         if key in info:
-            lines.append(f"  {key:<15} {info[key]}")
+            lines.append(f"  {key:<15} {_printable(str(info[key]))}")
     lines.append(f"  {'tensor':<40} {'shape':<18} {'encoding':<8} {'numel':>10} {'bytes':>10}  ones")
     for tensor in info["tensors"]:
         ones = f"{tensor['ones_fraction']:.3f}" if tensor.get("ones_fraction") is not None else "-"
         lines.append(
-            f"  {tensor['name']:<40} {str(tuple(tensor['shape'])):<18} {tensor['encoding']:<8} "
+            f"  {_printable(tensor['name']):<40} {str(tuple(tensor['shape'])):<18} "
+            f"{_printable(tensor['encoding']):<8} "
             f"{tensor['numel']:>10} {tensor['body_bytes']:>10}  {ones}"
         )
     return "\n".join(lines)
@@ -154,8 +197,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.handler(args)
     except (ConfigError, FileNotFoundError) as error:  # bad config, missing dataset or checkpoint
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+        return _refuse(error)
+
+
+def _refuse(error: Exception) -> int:
+    """Print ``error`` as one escaped line on stderr; exit code 2 (the command was refused)."""
+    text = " ".join(line.strip() for line in str(error).splitlines() if line.strip())
+    print(f"error: {_printable(text)}", file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":
