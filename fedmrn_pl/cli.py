@@ -8,35 +8,35 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import stat
 import sys
 from pathlib import Path
 
 __all__ = ["main"]
 
 
-class _BelowWarning(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        return record.levelno < logging.WARNING
+class _ConsoleHandler(logging.Handler):
+    """Info on stdout, warnings on stderr, as plain lines; the streams are looked up per record."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        stream = sys.stderr if record.levelno >= logging.WARNING else sys.stdout
+        stream.write(self.format(record) + "\n")
+        stream.flush()
 
 
 def _show_library_logs() -> None:
-    """Show the library's progress messages as plain lines: info on stdout, warnings on stderr."""
+    """Show the library's progress messages (the ``fedmrn_pl`` logger) on the console."""
     logger = logging.getLogger("fedmrn_pl")
-    if logger.handlers:
-        return
-    info = logging.StreamHandler(sys.stdout)
-    info.addFilter(_BelowWarning())
-    warnings = logging.StreamHandler(sys.stderr)
-    warnings.setLevel(logging.WARNING)
-    for handler in (info, warnings):
-        handler.setFormatter(logging.Formatter("%(message)s"))
-        logger.addHandler(handler)
+    if not any(isinstance(handler, _ConsoleHandler) for handler in logger.handlers):
+        logger.addHandler(_ConsoleHandler())
     logger.setLevel(logging.INFO)
     logger.propagate = False
 
 
 def _fit(args: argparse.Namespace) -> int:
     from fedmrn_pl.callbacks import CHECKPOINT_NAME
+    from fedmrn_pl.callbacks.checkpoint import CheckpointError
     from fedmrn_pl.config import ConfigError, load_config
     from fedmrn_pl.experiment import run_experiment
 
@@ -57,14 +57,13 @@ def _fit(args: argparse.Namespace) -> int:
         config = load_config(config_path, overrides)
         _show_library_logs()
         summary = run_experiment(config)
-    except (ConfigError, FileNotFoundError) as error:  # bad config, missing dataset or checkpoint
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    except (ConfigError, CheckpointError, FileNotFoundError) as error:  # bad config, dataset or checkpoint
+        return _refuse(error)  # nothing was written
     print(
         f"{summary['method']}: final test accuracy {_number(summary['final_test_accuracy'], '.4f')} "
         f"(best {_number(summary['best_test_accuracy'], '.4f')}) after {summary['rounds']} rounds; "
-        f"uplink {summary['uplink_bytes'] / 1e6:.3f} MB vs {summary['dense_uplink_bytes'] / 1e6:.3f} MB dense float32 "
-        f"= {_number(summary['uplink_compression'], '.2f')}x compression"
+        f"uplink {summary['uplink_bytes'] / 1e6:.3f} MB vs {summary['dense_uplink_bytes'] / 1e6:.3f} MB dense float32"
+        f"{_compression(summary['uplink_compression'])}"
     )
     if summary["dropped_clients"]:
         print(
@@ -79,26 +78,62 @@ def _number(value: float | None, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
 
+def _compression(ratio: float | None) -> str:
+    """The compression clause; a ratio that is missing or not positive is no figure at all."""
+    if ratio is None or not ratio > 0 or ratio == float("inf"):
+        return " (no accepted uplink, so no compression figure)"
+    return f" = {ratio:.2f}x compression"
+
+
 def _inspect(args: argparse.Namespace) -> int:
     from fedmrn_pl.wire import PayloadError, describe_payload
+    from fedmrn_pl.wire.format import DEFAULT_MAX_BYTES as limit  # the wire's own payload size limit
 
     path = Path(args.payload)
     try:
-        payload = path.read_bytes()
+        payload = _read_at_most(path, limit)
     except OSError as error:
-        print(f"error: cannot read {path}: {error.strerror}", file=sys.stderr)
+        print(f"error: cannot read {_printable(str(path))}: {error.strerror}", file=sys.stderr)
         return 2
     try:
-        info = describe_payload(payload)
+        if payload is None:
+            raise PayloadError(f"larger than the wire format's limit of {limit} bytes")
+        info = describe_payload(payload, max_bytes=limit)
     except PayloadError as error:
-        print(f"error: invalid payload {path}: {error}", file=sys.stderr)
+        print(f"error: invalid payload {_printable(str(path))}: {_printable(str(error))}", file=sys.stderr)
         return 1
     print(_format_payload(path, info))
     return 0
 
 
+def _read_at_most(path: Path, limit: int) -> bytearray | None:
+    """The file's bytes, or None when it holds more than ``limit``, found without reading it whole.
+
+    A regular file is judged by its size before any read; a device or pipe (``/dev/zero``)
+    reports none, so the read stops one byte past the limit.
+    """
+    with open(path, "rb") as handle:
+        info = os.fstat(handle.fileno())
+        if stat.S_ISREG(info.st_mode) and info.st_size > limit:
+            return None
+        data = bytearray()
+        while len(data) <= limit:
+            chunk = handle.read(min(1 << 20, limit + 1 - len(data)))
+            if not chunk:
+                break
+            data += chunk
+    return None if len(data) > limit else data
+
+
+def _printable(text: str) -> str:
+    """``text`` with control and other non-printable characters escaped (``\\x1b``), safe for a terminal."""
+    return "".join(char if char.isprintable() else char.encode("unicode_escape").decode("ascii") for char in text)
+
+
 def _format_payload(path: Path, info: dict) -> str:
-    lines = [f"{path}: valid FedMRN payload, format v{info['format_version']}, {info['total_bytes']} bytes"]
+    """The inspect report; every value from the payload is escaped, since its sender chose it."""
+    head = f"valid FedMRN payload, format v{info['format_version']}, {info['total_bytes']} bytes"
+    lines = [f"{_printable(str(path))}: {head}"]
     for key in (
         "server_round",
         "client_id",
@@ -110,12 +145,13 @@ def _format_payload(path: Path, info: dict) -> str:
         "overhead_bytes",
     ):
         if key in info:
-            lines.append(f"  {key:<15} {info[key]}")
+            lines.append(f"  {key:<15} {_printable(str(info[key]))}")
     lines.append(f"  {'tensor':<40} {'shape':<18} {'encoding':<8} {'numel':>10} {'bytes':>10}  ones")
     for tensor in info["tensors"]:
         ones = f"{tensor['ones_fraction']:.3f}" if tensor.get("ones_fraction") is not None else "-"
         lines.append(
-            f"  {tensor['name']:<40} {str(tuple(tensor['shape'])):<18} {tensor['encoding']:<8} "
+            f"  {_printable(tensor['name']):<40} {str(tuple(tensor['shape'])):<18} "
+            f"{_printable(tensor['encoding']):<8} "
             f"{tensor['numel']:>10} {tensor['body_bytes']:>10}  {ones}"
         )
     return "\n".join(lines)
@@ -182,6 +218,13 @@ def main(argv: list[str] | None = None) -> int:
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     return args.handler(args)
+
+
+def _refuse(error: Exception) -> int:
+    """Print ``error`` as one escaped line on stderr; exit code 2 (the command was refused)."""
+    text = " ".join(line.strip() for line in str(error).splitlines() if line.strip())
+    print(f"error: {_printable(text)}", file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":

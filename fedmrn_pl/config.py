@@ -1,13 +1,15 @@
 """Experiment configuration: OmegaConf structured configs, validated on load.
 
 A run is described by one ``ExperimentConfig``. YAML files in ``configs/`` and
-``key=value`` overrides are merged onto it; unknown keys and invalid values raise
-``ConfigError`` with the valid choices. Every closed set of values is a ``Choice``
-(a str Enum) owned by the code that uses it; OmegaConf checks those fields itself.
+``key=value`` overrides are merged onto it; unknown keys, invalid values and
+interpolations that cannot be resolved raise ``ConfigError`` with the valid choices.
+Every closed set of values is a ``Choice`` (a str Enum) owned by the code that uses
+it; OmegaConf checks those fields itself.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -139,6 +141,9 @@ _POSITIVE = (
     "train.devices",
     "train.client_workers",
 )
+# Values published as the W&B run's identity (names, debug.log): no interpolation, so
+# an ${oc.env:...} secret can never leave the machine through them.
+_PUBLISHED = ("wandb.project", "wandb.entity", "wandb.name", "wandb.group", "wandb.tags")
 
 
 def bundled_config_path(name: str = "default") -> Path:
@@ -160,6 +165,8 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         layers = [OmegaConf.load(source)]
     except Exception as error:  # YAML syntax errors come in several types
         raise ConfigError(f"config file {source} is not valid YAML: {error}") from None
+    if not isinstance(layers[0], DictConfig):
+        raise ConfigError(f"config file {source} must hold a mapping of keys (e.g. 'train: {{rounds: 5}}'), not a list")
     for override in overrides or []:
         if "=" not in override:
             raise ConfigError(f"override {override!r} must look like key=value, e.g. train.rounds=5")
@@ -171,12 +178,26 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         config = OmegaConf.merge(schema, *layers)
     except OmegaConfBaseException as error:
         raise ConfigError(_explain(error, schema)) from None
+    _check_resolvable(config)
     validate(config)
     return config
 
 
+def _check_resolvable(config: DictConfig) -> None:
+    """Resolve every interpolation once now, so a bad one stops the run before anything is written."""
+    try:
+        OmegaConf.to_container(config, resolve=True)
+    except OmegaConfBaseException as error:
+        key = getattr(error, "full_key", None)
+        where = f" at {key!r}" if key else ""
+        message = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise ConfigError(f"cannot resolve the config{where}: {message}") from None
+
+
 def validate(config: DictConfig) -> None:
     """Check ranges and cross-field rules; raise ``ConfigError`` naming the key (OmegaConf checks choices)."""
+    _check_finite(to_container(config))
+    _check_published(config)
     for key in _POSITIVE:
         value = OmegaConf.select(config, key)
         if value < 1:
@@ -222,6 +243,35 @@ def _explain(error: OmegaConfBaseException, schema: DictConfig) -> str:
     return f"invalid config at {key!r}: {message}" + (f"; valid keys here: {valid}" if valid else "")
 
 
-def to_container(config: DictConfig) -> dict[str, Any]:
-    """The resolved config as plain data (for W&B and metrics.json)."""
-    return OmegaConf.to_container(config, resolve=True, enum_to_str=True)  # type: ignore[return-value]
+def _check_finite(value: Any, key: str = "") -> None:
+    """Reject inf and nan anywhere: they pass range checks like ``lr > 0`` and ruin every client."""
+    if isinstance(value, dict):
+        for name, item in value.items():
+            _check_finite(item, f"{key}.{name}" if key else str(name))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _check_finite(item, f"{key}[{index}]")
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{key}={value} is not valid; it must be a finite number")
+
+
+def _check_published(config: DictConfig) -> None:
+    """Refuse interpolations in the W&B identity keys, whose resolved values are published."""
+    written = to_container(config, resolve=False)
+    for key in _PUBLISHED:
+        section, _, leaf = key.partition(".")
+        value = written[section][leaf]
+        if any(isinstance(item, str) and "${" in item for item in (value if isinstance(value, list) else [value])):
+            raise ConfigError(
+                f"{key}={value!r} is not valid: its value is published to W&B, so it may not hold an "
+                "interpolation such as ${oc.env:...}; write the value itself"
+            )
+
+
+def to_container(config: DictConfig, resolve: bool = True) -> dict[str, Any]:
+    """The config as plain data; ``resolve=False`` keeps interpolations as written.
+
+    Run records (metrics.json, ``wandb.config``) use ``resolve=False`` so that a value
+    read with ``${oc.env:...}`` is never written out.
+    """
+    return OmegaConf.to_container(config, resolve=resolve, enum_to_str=True)  # type: ignore[return-value]

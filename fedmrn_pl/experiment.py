@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,6 +21,7 @@ from fedmrn_pl.callbacks import (
     WandbLogger,
     load_checkpoint,
 )
+from fedmrn_pl.callbacks.checkpoint import CheckpointError, remove_stale_temp_files
 from fedmrn_pl.config import ConfigError, Method, to_container
 from fedmrn_pl.data import FederatedDataModule, FederatedDataset, format_partition_stats
 from fedmrn_pl.federated import FedAvg, FederatedTrainer, FedMRN
@@ -124,17 +126,22 @@ _RESUMABLE_KEYS = ("resume", "output_dir", "progress", "checkpoint_every", "save
 
 
 def run_fingerprint(config: DictConfig) -> str:
-    """The config minus what a resume may change, as canonical YAML."""
+    """SHA-256 of the resolved config minus what a resume may change, as canonical YAML.
+
+    A digest, not the YAML itself, so no resolved ``${oc.env:...}`` value lands in the checkpoint.
+    """
     fixed = to_container(config)
     for key in _RESUMABLE_KEYS:
         section, _, leaf = key.rpartition(".")
         (fixed[section] if section else fixed).pop(leaf, None)
-    return OmegaConf.to_yaml(OmegaConf.create(fixed), sort_keys=True)
+    return hashlib.sha256(OmegaConf.to_yaml(OmegaConf.create(fixed), sort_keys=True).encode()).hexdigest()
 
 
 def _check_same_run(checkpoint: dict[str, Any], config: DictConfig) -> None:
     saved = checkpoint.get("run_fingerprint")
-    if saved is not None and saved != run_fingerprint(config):
+    if not isinstance(saved, str):
+        raise CheckpointError(f"checkpoint in {config.resume} has no run fingerprint: not written by fedmrn-pl fit")
+    if saved != run_fingerprint(config):
         raise ConfigError(
             f"cannot resume {config.resume}: the config differs from the checkpoint's run in more than "
             f"{list(_RESUMABLE_KEYS)}; resume with the run's own config.yaml"
@@ -155,23 +162,42 @@ def run_callbacks(config: DictConfig) -> list[FederatedCallback]:
                 tags=list(settings.tags),
                 mode=settings.mode,
                 dir=config.output_dir,
-                config=to_container(config),
+                config=to_container(config, resolve=False),
                 log_model=settings.log_model,
             )
         )
     return callbacks
 
 
-def run_experiment(config: DictConfig, callbacks: Sequence[FederatedCallback] = ()) -> dict[str, Any]:
-    """Run ``config`` end to end; write ``<output_dir>/metrics.json`` and return its content.
+def _check_output_dir(output_dir: Path) -> None:
+    """Refuse an output_dir that is a file or lies under one, before anything is written."""
+    for path in (output_dir, *output_dir.parents):
+        if path.exists():
+            if not path.is_dir():
+                raise ConfigError(f"output_dir={str(output_dir)!r} is not valid: {path} is a file; name a directory")
+            return
 
-    Progress goes to the ``fedmrn_pl`` logger (the CLI shows it on stdout).
-    """
-    output_dir = Path(config.output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
+
+def _start_output_dir(config: DictConfig, output_dir: Path) -> None:
+    """Create the run directory, drop temp files of killed saves and write config.yaml."""
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ConfigError(f"output_dir={str(output_dir)!r} cannot be created: {error.strerror}") from None
+    remove_stale_temp_files(output_dir)
     saved = config.copy()
     saved.resume = None  # config.yaml describes the run; resuming is a choice of each invocation
     OmegaConf.save(saved, output_dir / "config.yaml")
+
+
+def run_experiment(config: DictConfig, callbacks: Sequence[FederatedCallback] = ()) -> dict[str, Any]:
+    """Run ``config`` end to end; write ``<output_dir>/metrics.json`` and return its content.
+
+    Nothing is written until every check has passed. Progress goes to the ``fedmrn_pl``
+    logger (the CLI shows it on stdout).
+    """
+    output_dir = Path(config.output_dir)
+    _check_output_dir(output_dir)
     try:
         datamodule = build_datamodule(config)
     except ValueError as error:  # partition settings that the data cannot satisfy
@@ -185,7 +211,7 @@ def run_experiment(config: DictConfig, callbacks: Sequence[FederatedCallback] = 
         extra={
             "dense_dtype": str(config.method.dense_dtype),
             "partition": {**datamodule.partition_stats["summary"], "client_sizes": datamodule.partition_stats["sizes"]},
-            "config": to_container(config),
+            "config": to_container(config, resolve=False),
         },
     )
     try:
@@ -194,10 +220,11 @@ def run_experiment(config: DictConfig, callbacks: Sequence[FederatedCallback] = 
     except (ValueError, TypeError) as error:  # model/masking/trainer settings that cannot work
         raise ConfigError(str(error)) from None
     if config.resume:
-        checkpoint = load_checkpoint(config.resume)
+        checkpoint = load_checkpoint(config.resume, model_state=trainer.global_state, rounds=trainer.rounds)
         _check_same_run(checkpoint, config)
         trainer.load_state_dict(checkpoint)
         log.info("resumed from %s after round %d of %d", config.resume, trainer.completed_rounds, trainer.rounds)
+    _start_output_dir(config, output_dir)  # only now, when nothing can refuse the run any more
     trainer.fit()
     assert artifacts.written is not None  # fit() ran on_fit_end
     return artifacts.written

@@ -1,6 +1,8 @@
 """The fedmrn-pl command line: fit, inspect, config errors."""
 
+import argparse
 import json
+from pathlib import Path
 
 import pytest
 
@@ -105,3 +107,137 @@ def test_overrides_may_come_on_both_sides_of_resume_and_a_changed_run_is_refused
 def test_unsatisfiable_partitions_are_config_errors(capsys):
     assert main(["fit", "data.name=digits", "data.num_clients=2000", "train.clients_per_round=5"]) == 2
     assert "error: data settings" in capsys.readouterr().err
+
+
+def _files(root):
+    """Every file under ``root`` with its bytes: a byte-for-byte picture of a directory."""
+    return {str(path.relative_to(root)): path.read_bytes() for path in sorted(root.rglob("*")) if path.is_file()}
+
+
+def _refused(argv, capsys) -> str:
+    """Run ``argv``; assert exit code 2 and exactly one line on stderr; return that line."""
+    capsys.readouterr()
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: ") and "Traceback" not in err, err
+    return err
+
+
+@pytest.mark.parametrize(
+    "overrides, words",
+    [
+        (["train.lr=${oc.env:FEDMRN_TEST_UNSET}"], "FEDMRN_TEST_UNSET"),
+        (["train.rounds=${wandb.project}"], "could not be converted"),
+        (["wandb.group=${data.root}", "data.root=${wandb.group}"], "Recursive interpolation"),
+        (["data.root=${no_such_resolver:x}"], "no_such_resolver"),
+        (["train.lr=inf"], "train.lr=inf is not valid"),
+        (["train.lr=nan"], "train.lr=nan is not valid"),
+        (["wandb.name=${oc.env:HOME}"], "published to W&B"),
+    ],
+)
+def test_bad_interpolations_and_numbers_are_one_line_exit_2_and_write_nothing(tmp_path, capsys, overrides, words):
+    assert words in _refused(["fit", *SMALL, *overrides, f"output_dir={tmp_path / 'run'}"], capsys)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_config_file_holding_a_list_is_one_line_exit_2(tmp_path, capsys):
+    config = tmp_path / "list.yaml"
+    config.write_text("- a\n- b\n")
+    assert "not a list" in _refused(["fit", "--config", str(config), f"output_dir={tmp_path / 'run'}"], capsys)
+    assert [p.name for p in tmp_path.iterdir()] == ["list.yaml"]
+
+
+@pytest.mark.parametrize("below", ["", "/run"])
+def test_an_output_dir_that_is_or_lies_under_a_file_is_one_line_exit_2(tmp_path, capsys, below):
+    (tmp_path / "taken").write_text("mine")
+    assert "is a file" in _refused(["fit", *SMALL, f"output_dir={tmp_path / 'taken'}{below}"], capsys)
+    assert _files(tmp_path) == {"taken": b"mine"}
+
+
+def test_a_refused_resume_leaves_the_run_byte_for_byte_and_it_still_resumes(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["fit", *SMALL, f"output_dir={out}"]) == 0
+    before = _files(out)
+    assert "config differs" in _refused(["fit", "--resume", str(out), "train.lr=0.5"], capsys)
+    assert _files(out) == before
+    assert main(["fit", "--resume", str(out), "train.rounds=2"]) == 0
+
+
+def test_damaged_or_foreign_checkpoints_refuse_resume_in_one_line_and_change_nothing(tmp_path, capsys):
+    import torch
+
+    out = tmp_path / "run"
+    assert main(["fit", *SMALL, f"output_dir={out}"]) == 0
+    checkpoint = out / "checkpoint.pt"
+    data = bytearray(checkpoint.read_bytes())
+    data[len(data) // 2] ^= 0x10  # inside tensor data
+    checkpoint.write_bytes(bytes(data))
+    before = _files(out)
+    assert "digest mismatch" in _refused(["fit", "--resume", str(out), "train.rounds=2"], capsys)
+    assert _files(out) == before
+
+    torch.save({"global_state": {}, "hook": argparse.Namespace()}, checkpoint)  # an arbitrary pickled object
+    err = _refused(["fit", "--resume", str(out), "train.rounds=2"], capsys)
+    assert "argparse.Namespace" in err and "weights_only" not in err and str(checkpoint) in err
+
+    checkpoint.write_bytes(b"PK\x03\x04 truncated")
+    assert "cannot be read" in _refused(["fit", "--resume", str(out)], capsys)
+
+
+def test_a_run_without_accepted_uplink_prints_no_compression_figure(tmp_path, capsys, monkeypatch):
+    import fedmrn_pl.experiment
+
+    summary = {
+        "method": "fedmrn-binary",
+        "final_test_accuracy": 0.1,
+        "best_test_accuracy": 0.1,
+        "rounds": 1,
+        "uplink_bytes": 0,
+        "dense_uplink_bytes": 0,
+        "uplink_compression": None,
+        "dropped_clients": 2,
+    }
+    monkeypatch.setattr(fedmrn_pl.experiment, "run_experiment", lambda config: summary)
+    assert main(["fit", *SMALL, f"output_dir={tmp_path}"]) == 0
+    printed = capsys.readouterr().out
+    assert "no compression figure" in printed and "-x" not in printed and "compression" in printed
+
+
+def _payload(name: str) -> bytes:
+    import torch
+
+    from fedmrn_pl.update import ClientUpdate, NoiseSpec
+    from fedmrn_pl.wire import encode_update
+
+    update = ClientUpdate(1, 2, 3, "binary", NoiseSpec("uniform", 0.01), 4, {}, {name: torch.ones(2)})
+    return encode_update(update)
+
+
+def test_inspect_escapes_control_characters_from_the_payload(tmp_path, capsys):
+    path = tmp_path / "evil.fmrn"
+    path.write_bytes(_payload("bn.\x1b[2J\x1b]0;owned\x07\u202eweight"))
+    assert main(["inspect", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "\x07" not in out and "\u202e" not in out
+    assert "bn.\\x1b[2J\\x1b]0;owned\\x07\\u202eweight" in out
+
+
+def test_inspect_refuses_a_file_over_the_wire_limit_without_reading_it(tmp_path, capsys, monkeypatch):
+    from fedmrn_pl.wire.format import DEFAULT_MAX_BYTES
+
+    huge = tmp_path / "huge.fmrn"
+    with open(huge, "wb") as handle:
+        handle.truncate(DEFAULT_MAX_BYTES + 1)  # sparse: 2 GiB that take no disk and must not be read
+    monkeypatch.setattr(Path, "read_bytes", lambda self: pytest.fail("read the whole file"))
+    assert main(["inspect", str(huge)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"limit of {DEFAULT_MAX_BYTES} bytes" in err
+
+
+def test_inspect_of_an_endless_device_stops_one_byte_past_the_limit(capsys, monkeypatch):
+    import fedmrn_pl.wire.format
+
+    monkeypatch.setattr(fedmrn_pl.wire.format, "DEFAULT_MAX_BYTES", 5000)
+    assert main(["inspect", "/dev/zero"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "limit of 5000 bytes" in err

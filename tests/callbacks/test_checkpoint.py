@@ -2,11 +2,13 @@
 
 import json
 import math
+import os
 
 import pytest
 import torch
 
 from fedmrn_pl.callbacks import FederatedCallback, load_checkpoint, save_checkpoint
+from fedmrn_pl.callbacks.checkpoint import CheckpointError, remove_stale_temp_files
 from fedmrn_pl.experiment import run_experiment
 
 TIMINGS = ("round/seconds",)
@@ -58,7 +60,7 @@ def test_checkpoint_loads_with_weights_only_and_holds_the_federated_state(small_
 
 def test_a_save_killed_midway_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
     path = tmp_path / "checkpoint.pt"
-    save_checkpoint({"global_state": {"w": torch.ones(3)}, "completed_rounds": 1}, path)
+    save_checkpoint({"global_state": {"w": torch.ones(3)}, "completed_rounds": 1, "history": [{}]}, path)
 
     def dying_save(obj, handle, *args, **kwargs):
         handle.write(b"PK\x03\x04 half a zip")
@@ -66,7 +68,7 @@ def test_a_save_killed_midway_keeps_the_last_good_checkpoint(tmp_path, monkeypat
 
     monkeypatch.setattr(torch, "save", dying_save)
     with pytest.raises(KeyboardInterrupt):
-        save_checkpoint({"global_state": {"w": torch.zeros(3)}, "completed_rounds": 2}, path)
+        save_checkpoint({"global_state": {"w": torch.zeros(3)}, "completed_rounds": 2, "history": [{}, {}]}, path)
     monkeypatch.undo()
     state = load_checkpoint(path)
     assert state["completed_rounds"] == 1 and torch.equal(state["global_state"]["w"], torch.ones(3))
@@ -77,5 +79,98 @@ def test_damaged_or_missing_checkpoints_raise_clear_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="no checkpoint at"):
         load_checkpoint(tmp_path)
     (tmp_path / "checkpoint.pt").write_bytes(b"not a checkpoint")
-    with pytest.raises(ValueError, match="cannot read checkpoint"):
+    with pytest.raises(CheckpointError, match="cannot be read") as error:
         load_checkpoint(tmp_path)
+    assert isinstance(error.value, ValueError) and "\n" not in str(error.value)
+
+
+def _state(**changes):
+    """A small well-formed checkpoint state, with ``changes`` applied."""
+    state = {
+        "global_state": {"fc.weight": torch.arange(12.0).reshape(3, 4), "bn.num_batches_tracked": torch.tensor(7)},
+        "completed_rounds": 2,
+        "elapsed_seconds": 1.5,
+        "history": [{"test/acc": 0.5}, {"test/acc": 0.6}],
+        "strategy": {},
+        "callbacks": {},
+        "run_fingerprint": "abc",
+    }
+    state.update(changes)
+    return state
+
+
+def test_a_flipped_byte_inside_tensor_data_is_refused_by_the_digest(tmp_path):
+    path = save_checkpoint(_state(), tmp_path / "checkpoint.pt")
+    data = bytearray(path.read_bytes())
+    offset = bytes(data).index(torch.tensor(5.0).numpy().tobytes())  # fc.weight[1, 1] as stored
+    data[offset] ^= 0x01
+    path.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="digest mismatch"):
+        load_checkpoint(path)
+
+
+def test_a_pickled_object_is_refused_in_one_line_without_advice_to_disable_weights_only(tmp_path):
+    path = tmp_path / "checkpoint.pt"
+    torch.save({"global_state": {}, "payload": StopAfter(1)}, path)
+    with pytest.raises(CheckpointError) as error:
+        load_checkpoint(path)
+    message = str(error.value)
+    assert "StopAfter" in message and str(path) in message
+    assert "\n" not in message and "weights_only" not in message and "\x1b" not in message
+
+
+def test_a_checkpoint_without_digest_is_refused(tmp_path):
+    torch.save(_state(), tmp_path / "checkpoint.pt")
+    with pytest.raises(CheckpointError, match="no 'state_sha256' digest"):
+        load_checkpoint(tmp_path)
+
+
+@pytest.mark.parametrize(
+    "changes, words",
+    [
+        ({"completed_rounds": -5}, "'completed_rounds'=-5 must be an int >= 0"),
+        ({"completed_rounds": True}, "'completed_rounds'=True must be an int"),
+        ({"completed_rounds": 2.0}, "'completed_rounds'=2.0 must be an int"),
+        ({"history": {"test/acc": 0.5}}, "'history' must be a list of dicts"),
+        ({"history": [1, 2]}, "'history' must be a list of dicts"),
+        ({"history": [{}]}, "'history' has 1 rounds but 'completed_rounds' is 2"),
+        ({"global_state": {}}, "'global_state' must be a non-empty dict"),
+        ({"global_state": {"w": [1.0]}}, "entry 'w' must be a tensor"),
+        ({"global_state": {"w": torch.tensor([1.0, float("nan")])}}, "'w' holds non-finite values"),
+        ({"global_state": {"w": torch.tensor([float("inf")])}}, "'w' holds non-finite values"),
+        ({"elapsed_seconds": float("nan")}, "'elapsed_seconds'=nan must be a finite number"),
+        ({"callbacks": [1]}, "'callbacks' must be a dict"),
+    ],
+)
+def test_a_checkpoint_with_a_bad_field_is_refused_naming_the_field(tmp_path, changes, words):
+    save_checkpoint(_state(**changes), tmp_path / "checkpoint.pt")
+    with pytest.raises(CheckpointError) as error:
+        load_checkpoint(tmp_path)
+    assert words in str(error.value) and str(tmp_path) in str(error.value)
+
+
+@pytest.mark.parametrize(
+    "model_state, rounds, words",
+    [
+        ({"fc.weight": torch.zeros(3, 4)}, 4, "unexpected ['bn.num_batches_tracked']"),
+        ({"fc.weight": torch.zeros(4, 3), "bn.num_batches_tracked": torch.tensor(0)}, 4, "(3, 4), the model has"),
+        ({"fc.weight": torch.zeros(3, 4).half(), "bn.num_batches_tracked": torch.tensor(0)}, 4, "torch.float16"),
+        ({"fc.weight": torch.zeros(3, 4), "bn.num_batches_tracked": torch.tensor(0)}, 1, "train.rounds >= 2"),
+    ],
+)
+def test_a_checkpoint_that_does_not_fit_the_model_or_rounds_is_refused(tmp_path, model_state, rounds, words):
+    save_checkpoint(_state(), tmp_path / "checkpoint.pt")
+    assert load_checkpoint(tmp_path, model_state=_state()["global_state"], rounds=2)
+    with pytest.raises(CheckpointError) as error:
+        load_checkpoint(tmp_path, model_state=model_state, rounds=rounds)
+    assert words in str(error.value)
+
+
+def test_temp_files_of_killed_saves_are_removed_and_live_ones_kept(tmp_path):
+    dead = tmp_path / ".checkpoint.pt.4999999.tmp"  # above Linux's largest pid_max: no such process
+    live = tmp_path / f".checkpoint.pt.{os.getpid()}.tmp"
+    other = tmp_path / ".notes.4999999.tmp"
+    for path in (dead, live, other):
+        path.write_bytes(b"half")
+    assert remove_stale_temp_files(tmp_path) == [dead]
+    assert sorted(tmp_path.iterdir()) == sorted([live, other])
