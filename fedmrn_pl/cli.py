@@ -39,6 +39,7 @@ def _fit(args: argparse.Namespace) -> int:
     from fedmrn_pl.callbacks.checkpoint import CheckpointError
     from fedmrn_pl.config import ConfigError, load_config
     from fedmrn_pl.experiment import run_experiment
+    from fedmrn_pl.federated.distributed import DistributedError
 
     overrides = list(args.overrides)
     config_path = args.config
@@ -55,10 +56,17 @@ def _fit(args: argparse.Namespace) -> int:
         overrides += [f"resume={resume_dir}", f"output_dir={resume_dir}"]
     try:
         config = load_config(config_path, overrides)
-        _show_library_logs()
+        leader = int(os.environ.get("RANK", "0")) == 0  # under torchrun, rank 0 alone prints
+        if leader:
+            _show_library_logs()
         summary = run_experiment(config)
     except (ConfigError, CheckpointError, FileNotFoundError) as error:  # bad config, dataset or checkpoint
         return _refuse(error)  # nothing was written
+    except DistributedError as error:  # a peer rank died or hung: the last checkpoint is still valid
+        print(f"error: {_printable(str(error))}", file=sys.stderr)
+        return 1
+    if not leader:
+        return 0
     print(
         f"{summary['method']}: final test accuracy {_number(summary['final_test_accuracy'], '.4f')} "
         f"(best {_number(summary['best_test_accuracy'], '.4f')}) after {summary['rounds']} rounds; "

@@ -91,10 +91,10 @@ class TrainConfig:
     momentum: float = 0.0
     weight_decay: float = 0.0
     min_clients: int = 1  # fewest valid updates that may change the global model
-    accelerator: str = "cpu"  # passed to lightning.Trainer: cpu, gpu, auto ...
-    devices: int = 1  # GPUs to use; with client_workers > 1, worker k trains on GPU k % devices
-    client_workers: int = 1  # processes training clients in parallel (1: in the main process)
+    accelerator: str = "cpu"  # passed to lightning.Trainer: cpu, gpu, auto; under torchrun rank r uses GPU LOCAL_RANK
     precision: str = "32-true"
+    threads: int | None = 1  # torch intra-op threads per process; CPU sums depend on it (null: torch's default)
+    dist_timeout: float = 1800.0  # seconds a rank waits for its peers under torchrun before failing
 
 
 @dataclass
@@ -138,8 +138,6 @@ _POSITIVE = (
     "train.local_epochs",
     "train.batch_size",
     "train.min_clients",
-    "train.devices",
-    "train.client_workers",
 )
 # Values published as the W&B run's identity (names, debug.log): no interpolation, so
 # an ${oc.env:...} secret can never leave the machine through them.
@@ -222,11 +220,10 @@ def validate(config: DictConfig) -> None:
         )
     if config.method.alpha is not None and not config.method.alpha > 0:
         raise ConfigError(f"method.alpha={config.method.alpha} must be > 0 (or null for the paper's default)")
-    if config.train.devices > 1 and config.train.client_workers < config.train.devices:
-        raise ConfigError(
-            f"train.devices={config.train.devices} needs train.client_workers >= {config.train.devices}: "
-            "each client trains on one device, and several devices train several clients at once"
-        )
+    if config.train.threads is not None and config.train.threads < 1:
+        raise ConfigError(f"train.threads={config.train.threads} is not valid; it must be >= 1 (or null)")
+    if not config.train.dist_timeout > 0:
+        raise ConfigError(f"train.dist_timeout={config.train.dist_timeout} is not valid; it must be > 0 seconds")
     if config.checkpoint_every < 0:
         raise ConfigError("checkpoint_every must be >= 0 (0 disables checkpoints)")
 

@@ -8,7 +8,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import nn
 from omegaconf import DictConfig, OmegaConf
 
@@ -112,17 +111,22 @@ def build_trainer(
         min_clients=train.min_clients,
         callbacks=[*callbacks, packing],
         trainer_kwargs={"accelerator": train.accelerator, "devices": 1, "precision": train.precision},
-        client_workers=train.client_workers,
-        worker_devices=list(range(train.devices)) if _uses_gpu(train.accelerator) else None,
+        threads=train.threads,
+        timeout_seconds=train.dist_timeout,
     )
 
 
-def _uses_gpu(accelerator: str) -> bool:
-    return accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
-
-
 # Settings a resumed run may change; everything else must match the checkpoint's run.
-_RESUMABLE_KEYS = ("resume", "output_dir", "progress", "checkpoint_every", "save_payloads", "wandb", "train.rounds")
+_RESUMABLE_KEYS = (
+    "resume",
+    "output_dir",
+    "progress",
+    "checkpoint_every",
+    "save_payloads",
+    "wandb",
+    "train.rounds",
+    "train.dist_timeout",
+)
 
 
 def run_fingerprint(config: DictConfig) -> str:
@@ -224,7 +228,7 @@ def run_experiment(config: DictConfig, callbacks: Sequence[FederatedCallback] = 
         _check_same_run(checkpoint, config)
         trainer.load_state_dict(checkpoint)
         log.info("resumed from %s after round %d of %d", config.resume, trainer.completed_rounds, trainer.rounds)
-    _start_output_dir(config, output_dir)  # only now, when nothing can refuse the run any more
+    if trainer.is_global_zero:  # under torchrun, rank 0 alone writes the run's files
+        _start_output_dir(config, output_dir)  # only now, when nothing can refuse the run any more
     trainer.fit()
-    assert artifacts.written is not None  # fit() ran on_fit_end
-    return artifacts.written
+    return artifacts.written if artifacts.written is not None else dict(trainer.summary or {})

@@ -4,6 +4,11 @@ A round, top to bottom: sample clients; for each, issue a seed, train it locally
 with a real ``lightning.Trainer`` and pack its update into bytes; the server decodes
 and validates every payload, aggregates the valid ones with the strategy, and
 evaluates the new global model. Callbacks are called at each of these moments.
+
+Under ``torchrun`` the round's clients are spread over the ranks (see
+``distributed.py``); rank 0 is the server. Client hooks (``on_client_fit_*``) run on
+the rank that trains the client; every other hook runs on rank 0 only, so callbacks
+that log or write files need no rank checks of their own.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from fedmrn_pl.callbacks import FederatedCallback, MaskPacking, RunArtifacts, Se
 from fedmrn_pl.client import ClientData, FederatedClient, local_trainer, quiet_lightning
 from fedmrn_pl.federated.sampling import sample_clients
 from fedmrn_pl.federated.strategies import FedMRN, Strategy
-from fedmrn_pl.federated.workers import ClientWorkerPool
+from fedmrn_pl.federated.distributed import DEFAULT_TIMEOUT_SECONDS, Ranks, clients_of_rank, local_device_index
 from fedmrn_pl.masking import MaskingConfig
 from fedmrn_pl.messages import FitRequest, FitResult
 from fedmrn_pl.report import run_summary, sample_weighted_mean, state_bytes
@@ -55,10 +60,9 @@ class FederatedTrainer:
         trainer_kwargs: passed to each local ``lightning.Trainer`` and the evaluation one
             (``accelerator``, ``devices``, ``precision`` ...).
         max_payload_bytes: payloads above this size are refused unread.
-        client_workers: processes that train clients in parallel (1: in this process).
-        worker_devices: device indices the workers spread over, e.g. ``[0, 1, 2, 3]`` for
-            four GPUs (worker k uses ``worker_devices[k % len]``); None keeps
-            ``trainer_kwargs["devices"]``.
+        threads: torch intra-op threads while the run trains and evaluates (restored after);
+            CPU sums depend on it, so equal results need equal counts. None keeps the process's.
+        timeout_seconds: how long a collective waits for a peer rank under torchrun.
         output_dir: if set, ``metrics.json`` and the plots are written there when the run ends.
         label: the run's name in summaries and plots; default ``fedmrn-<mask kind>`` or the strategy's name.
     """
@@ -79,8 +83,8 @@ class FederatedTrainer:
         callbacks: Sequence[FederatedCallback] = (),
         trainer_kwargs: Mapping[str, Any] | None = None,
         max_payload_bytes: int = DEFAULT_MAX_BYTES,
-        client_workers: int = 1,
-        worker_devices: Sequence[Any] | None = None,
+        threads: int | None = None,
+        timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS,
         output_dir: str | Path | None = None,
         label: str | None = None,
     ) -> None:
@@ -91,7 +95,7 @@ class FederatedTrainer:
             ("local_epochs", local_epochs, 1),
             ("batch_size", batch_size, 1),
             ("min_clients", min_clients, 1),
-            ("client_workers", client_workers, 1),
+            ("threads", 1 if threads is None else threads, 1),
         ):
             if not isinstance(value, int) or value < low:
                 raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
@@ -112,10 +116,9 @@ class FederatedTrainer:
         self.run_seed = run_seed
         self.min_clients = min_clients
         self.max_payload_bytes = max_payload_bytes
-        self.client_workers = client_workers
-        self.worker_devices = list(worker_devices) if worker_devices is not None else None
-        self._pool: ClientWorkerPool | None = None
-        self.trainer_kwargs = dict(trainer_kwargs or {})
+        self.threads = threads
+        self.ranks = Ranks.from_environment(timeout_seconds)
+        self.trainer_kwargs = _per_rank_trainer_kwargs(dict(trainer_kwargs or {}), self.ranks)
         self.label = label or (strategy.name if masking is None else f"{strategy.name}-{masking.kind}")
         self.callbacks, self.wire = _with_default_callbacks(callbacks, output_dir)
         self.client = FederatedClient(module, data, masking, local_epochs, batch_size, run_seed, self.trainer_kwargs)
@@ -135,35 +138,57 @@ class FederatedTrainer:
         self.summary: dict[str, Any] | None = None  # the run's figures, computed once when fit() ends
 
     # ------------------------------------------------------------------ the run
+    @property
+    def is_global_zero(self) -> bool:
+        """Whether this process is the server (rank 0, or the only process)."""
+        return self.ranks.is_global_zero
+
     def fit(self) -> list[dict[str, Any]]:
-        """Run the remaining rounds and return the per-round metrics."""
+        """Run the remaining rounds and return the per-round metrics (the same on every rank)."""
         self._fit_origin = time.perf_counter() - self.elapsed_seconds
+        threads = torch.get_num_threads()
+        if self.threads is not None:
+            torch.set_num_threads(self.threads)
         try:
-            if self.client_workers > 1 and self.completed_rounds < self.rounds:
-                self._pool = ClientWorkerPool(self.client, self.client_workers, self.worker_devices)
             self._call("on_fit_start")
             for server_round in range(self.completed_rounds + 1, self.rounds + 1):
                 self.run_round(server_round)
             self.elapsed_seconds = time.perf_counter() - self._fit_origin
             self.summary = run_summary(self.label, self.history, self.global_state, self.elapsed_seconds)
+            self.summary["world_size"] = self.ranks.world_size
             self._call("on_fit_end")
         except BaseException as exception:
             self._call("on_exception", exception)
-            if self._pool is not None:
-                self._pool.terminate()
-                self._pool = None
             raise
-        if self._pool is not None:
-            self._pool.close()
-            self._pool = None
+        finally:
+            torch.set_num_threads(threads)
         return self.history
 
     def run_round(self, server_round: int) -> dict[str, Any]:
-        """One full round: sample, train clients, aggregate, evaluate."""
+        """One full round: sample, train clients (this rank's share), aggregate and evaluate on rank 0."""
         started = time.perf_counter()
         client_ids = sample_clients(self.run_seed, server_round, self.data.num_clients, self.clients_per_round)
         self._call("on_round_start", server_round, client_ids)
-        results = self._train_clients(server_round, client_ids)
+        mine = clients_of_rank(client_ids, self.ranks.rank, self.ranks.world_size)
+        gathered = self.ranks.gather_results(self._train_clients(server_round, mine))
+        metrics = None
+        if gathered is not None:  # the server
+            metrics = self._serve_round(server_round, client_ids, gathered)
+            metrics["round/seconds"] = time.perf_counter() - started
+            self.history.append(metrics)
+            self.completed_rounds = server_round
+            self.elapsed_seconds = time.perf_counter() - self._fit_origin
+            self._call("on_round_end", server_round, metrics)
+        self.global_state, metrics = self.ranks.broadcast_round(self.global_state, metrics)
+        if not self.is_global_zero:
+            self.history.append(metrics)
+            self.completed_rounds = server_round
+        return metrics
+
+    def _serve_round(self, server_round: int, client_ids: list[int], gathered: list[FitResult]) -> dict[str, Any]:
+        """Rank 0's part of a round: validate the payloads, aggregate, evaluate; returns the metrics."""
+        by_client = {result.client_id: result for result in gathered}
+        results = [by_client[client_id] for client_id in client_ids]  # sample order, whichever rank trained them
         self._call("on_aggregate_start", server_round, results)
         accepted = self._receive(results)
         kept_previous = len(accepted) < self.min_clients
@@ -182,11 +207,6 @@ class FederatedTrainer:
         self._call("on_aggregate_end", server_round, accepted)
         metrics = self._round_metrics(server_round, results, accepted, kept_previous)
         metrics.update(self.evaluate())
-        metrics["round/seconds"] = time.perf_counter() - started
-        self.history.append(metrics)
-        self.completed_rounds = server_round
-        self.elapsed_seconds = time.perf_counter() - self._fit_origin
-        self._call("on_round_end", server_round, metrics)
         return metrics
 
     def evaluate(self) -> dict[str, float]:
@@ -199,23 +219,17 @@ class FederatedTrainer:
 
     # ------------------------------------------------------------ client side
     def _train_clients(self, server_round: int, client_ids: list[int]) -> list[FitResult]:
-        """Train the round's clients here, one after another, or in the worker pool."""
-        requests = [FitRequest(server_round, client_id, self.data.client_num_examples(client_id)) for client_id in client_ids]
-        if self._pool is None:
-            results = []
-            for request in requests:
-                self._call("on_client_fit_start", request)
-                results.append(self._finish(self.client.fit(self.global_state, request)))
-            return results
-        for request in requests:
-            self._call("on_client_fit_start", request)
-        return [self._finish(result) for result in self._pool.run(self.global_state, requests)]
-
-    def _finish(self, result: FitResult) -> FitResult:
-        if result.dropped is not None:
-            log.warning("round %d: client %d dropped, %s", result.server_round, result.client_id, result.dropped)
-        self._call("on_client_fit_end", result)
-        return result
+        """Train ``client_ids`` one after another in this process; client hooks run here."""
+        results = []
+        for client_id in client_ids:
+            request = FitRequest(server_round, client_id, self.data.client_num_examples(client_id))
+            self._call_client("on_client_fit_start", request)
+            result = self.client.fit(self.global_state, request)
+            if result.dropped is not None:
+                log.warning("round %d: client %d dropped, %s", server_round, client_id, result.dropped)
+            self._call_client("on_client_fit_end", result)
+            results.append(result)
+        return results
 
     # ------------------------------------------------------------ server side
     def _receive(self, results: list[FitResult]) -> list[FitResult]:
@@ -309,6 +323,12 @@ class FederatedTrainer:
                 callback.load_state_dict(saved[callback.state_key])
 
     def _call(self, hook: str, *args: Any) -> None:
+        """A server hook: runs on rank 0 only."""
+        if self.is_global_zero:
+            self._call_client(hook, *args)
+
+    def _call_client(self, hook: str, *args: Any) -> None:
+        """A client hook: runs on the rank where the client trains."""
         for callback in self.callbacks:
             getattr(callback, hook)(self, *args)
 
@@ -335,6 +355,21 @@ def _with_default_callbacks(
         packers.append(MaskPacking())
         callbacks.append(packers[0])
     return callbacks, packers[0]
+
+
+def _per_rank_trainer_kwargs(trainer_kwargs: dict[str, Any], ranks: Ranks) -> dict[str, Any]:
+    """Each client trains on one device: under torchrun, this rank's GPU (``LOCAL_RANK``), never a DDP job."""
+    devices = trainer_kwargs.get("devices", 1)
+    if devices not in (1, "1", "auto") and not (isinstance(devices, list) and len(devices) == 1):
+        raise ValueError(
+            f"trainer_kwargs devices={devices!r}: each client trains on one device; "
+            "to use several GPUs launch one rank per GPU with torchrun (see README, Multi-GPU)"
+        )
+    trainer_kwargs["devices"] = devices if devices != "auto" else 1
+    if ranks.world_size > 1:
+        index = local_device_index(ranks, str(trainer_kwargs.get("accelerator", "auto")))
+        trainer_kwargs["devices"] = 1 if index is None else [index]
+    return trainer_kwargs
 
 
 def _check_module(module: L.LightningModule, trainer_kwargs: Mapping[str, Any]) -> None:
