@@ -97,7 +97,9 @@ def build_trainer(
     )
     masking = masking_from_config(config)
     save_dir = Path(config.output_dir) / "payloads" if config.save_payloads else None
-    packing = MaskPacking(dense_dtype=config.method.dense_dtype, save_dir=save_dir)
+    packing = MaskPacking(
+        dense_dtype=config.method.dense_dtype, save_dir=save_dir, mask_encoding=config.method.mask_encoding
+    )
     return FederatedTrainer(
         module,
         datamodule,
@@ -214,6 +216,7 @@ def run_experiment(config: DictConfig, callbacks: Sequence[FederatedCallback] = 
         output_dir,
         extra={
             "dense_dtype": str(config.method.dense_dtype),
+            "mask_encoding": str(config.method.mask_encoding),
             "partition": {**datamodule.partition_stats["summary"], "client_sizes": datamodule.partition_stats["sizes"]},
             "config": to_container(config, resolve=False),
         },

@@ -1,8 +1,8 @@
 """The uplink wire format: a client update as bytes, and back.
 
 Knows nothing about training: it turns a :class:`~fedmrn_pl.update.ClientUpdate` into
-a versioned, checksummed payload (masks packed 8 per byte, dense tensors as raw
-little-endian values) and validates a received payload before trusting any of it.
+a versioned, checksummed payload (masks entropy-coded or packed 8 per byte, dense
+tensors as raw little-endian values) and validates a received payload before trusting any of it.
 Every malformed payload raises :class:`PayloadError`.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from fedmrn_pl.wire.bits import pack_bits, packed_size, unpack_bits
 from fedmrn_pl.wire.errors import PayloadError
-from fedmrn_pl.wire.format import DEFAULT_MAX_BYTES, TensorSpec, decode_update, describe_payload, encode_update, expected_manifest
+from fedmrn_pl.wire.format import DEFAULT_MAX_BYTES, MaskEncoding, TensorSpec, decode_update, describe_payload, encode_update, expected_manifest
 from fedmrn_pl.wire.layout import (
     CHECKSUM_SIZE,
     FORMAT_VERSION,
@@ -26,6 +26,7 @@ __all__ = [
     "FORMAT_VERSION",
     "HEADER_SIZE",
     "MAGIC",
+    "MaskEncoding",
     "PayloadError",
     "TensorSpec",
     "decode_update",

@@ -2,8 +2,7 @@
 
 The layout is documented in :mod:`fedmrn_pl.wire.layout`. Encoding is deterministic
 (tensors in sorted-name order, no timestamps) and canonical: a payload that decodes
-re-encodes to the very same bytes, so two different payloads never carry the same
-update. Decoding checks sizes, magic, version and checksum, then the header and
+re-encodes, with the same ``mask_encoding``, to the very same bytes. Decoding checks sizes, magic, version and checksum, then the header and
 manifest, then the manifest against the server's model, all before a tensor is
 allocated; every violation raises :class:`PayloadError`.
 """
@@ -17,6 +16,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import torch
 
+from fedmrn_pl.choices import Choice
 from fedmrn_pl.update import ClientUpdate, DenseDtype
 from fedmrn_pl.wire.bits import pack_bits, unpack_bits
 from fedmrn_pl.wire.errors import PayloadError
@@ -28,6 +28,7 @@ from fedmrn_pl.wire.layout import (
     HEADER,
     HEADER_SIZE,
     MAGIC,
+    MASK_ENCODINGS,
     MASK_KIND_CODES,
     MAX_NAME_BYTES,
     MAX_NDIM,
@@ -42,11 +43,29 @@ from fedmrn_pl.wire.layout import (
     dtype_name,
     extent,
 )
+from fedmrn_pl.wire.mask_coding import decode_mask, encode_mask
 from fedmrn_pl.wire.parse import ManifestEntry, ParsedPayload, parse_payload
 
-__all__ = ["ROLES", "TensorSpec", "decode_update", "describe_payload", "encode_update", "expected_manifest"]
+__all__ = [
+    "MaskEncoding",
+    "ROLES",
+    "TensorSpec",
+    "decode_update",
+    "describe_payload",
+    "encode_update",
+    "expected_manifest",
+]
 
 ROLES = ("mask", "dense")
+
+
+class MaskEncoding(Choice):
+    """How masks travel: entropy-coded where that is shorter (default), or packed 8 per byte."""
+
+    coded = "coded"
+    packed = "packed"
+
+
 DEFAULT_MAX_BYTES = 1 << 31  # the largest payload a server reads unless told otherwise
 
 
@@ -84,7 +103,7 @@ def expected_manifest(masks: Mapping[str, Sequence[int]], dense: Mapping[str, Se
 # --------------------------------------------------------------------------- encode
 
 
-def encode_update(update: ClientUpdate, *, dense_dtype: str | None = None) -> bytes:
+def encode_update(update: ClientUpdate, *, dense_dtype: str | None = None, mask_encoding: str = "coded") -> bytes:
     """Serialise ``update`` to the uplink payload (no pickle).
 
     Args:
@@ -92,6 +111,9 @@ def encode_update(update: ClientUpdate, *, dense_dtype: str | None = None) -> by
         dense_dtype: ``None`` sends dense tensors in their own dtype; ``"float16"`` (or
             ``"float32"``) sends every floating dense tensor in that dtype. Integer
             buffers are always sent as int64.
+        mask_encoding: ``"coded"`` entropy-codes each mask whose coded body is shorter
+            than its packed one and packs the others; ``"packed"`` packs every mask
+            8 per byte. Both decode to the same bits.
 
     Returns:
         The payload bytes, identical for identical updates.
@@ -104,13 +126,14 @@ def encode_update(update: ClientUpdate, *, dense_dtype: str | None = None) -> by
     """
     if dense_dtype is not None:
         dense_dtype = DenseDtype.parse(dense_dtype, "dense_dtype").value
+    mask_encoding = MaskEncoding.parse(mask_encoding, "mask_encoding")
     dataclasses.replace(update)  # re-runs ClientUpdate's checks, in case its dicts changed since
     tensors = {**update.masks, **update.dense}
     names = sorted(tensors, key=_name_bytes)  # UTF-8 byte order, what the reader checks
     manifest, bodies = [], []
     for name in names:
         if name in update.masks:
-            encoding, body = "mask", pack_bits(update.masks[name])
+            encoding, body = _mask_body(update.masks[name], mask_encoding)
         else:
             encoding, body = _dense_body(name, update.dense[name], dense_dtype)
         manifest.append(_manifest_entry(name, encoding, tuple(tensors[name].shape), len(body)))
@@ -168,6 +191,16 @@ def _manifest_entry(name: str, encoding: str, shape: tuple[int, ...], size: int)
     ])  # fmt: skip
 
 
+def _mask_body(mask: torch.Tensor, mask_encoding: str) -> tuple[str, bytes]:
+    """``(encoding, body)`` of one mask: coded only when strictly shorter, so the choice is canonical."""
+    packed = pack_bits(mask)
+    if mask_encoding == "coded":
+        coded = encode_mask(mask)
+        if len(coded) < len(packed):
+            return "coded_mask", coded
+    return "mask", packed
+
+
 def _dense_body(name: str, tensor: torch.Tensor, dense_dtype: str | None) -> tuple[str, bytes]:
     """``(encoding, little-endian raw bytes)`` of one dense tensor."""
     if tensor.dtype not in TORCH_DTYPES.values():
@@ -216,8 +249,8 @@ def decode_update(
     if server_round is not None and header.server_round != server_round:
         when = "stale payload" if header.server_round < server_round else "wrong round: payload"
         raise PayloadError(f"{when}: round {header.server_round}, server is at round {server_round}")
-    masks = {e.name: _read_body(parsed, e) for e in parsed.entries if e.encoding == "mask"}
-    dense = {e.name: _read_body(parsed, e) for e in parsed.entries if e.encoding != "mask"}
+    masks = {e.name: _read_body(parsed, e) for e in parsed.entries if e.encoding in MASK_ENCODINGS}
+    dense = {e.name: _read_body(parsed, e) for e in parsed.entries if e.encoding not in MASK_ENCODINGS}
     try:
         return ClientUpdate(header.server_round, header.client_id, header.seed, header.mask_kind, header.noise,
                             header.num_examples, masks, dense)  # fmt: skip
@@ -237,7 +270,7 @@ def _check_expected(entries: Sequence[ManifestEntry], expected: Mapping[str, Ten
         raise PayloadError(f"missing tensors {missing}: the server's model expects them")
     for name, entry in sent.items():
         spec = expected[name]
-        role = "mask" if entry.encoding == "mask" else "dense"
+        role = "mask" if entry.encoding in MASK_ENCODINGS else "dense"
         if role != spec.role:
             raise PayloadError(f"tensor {name!r} is sent as {role} but the server expects {spec.role}")
         if entry.shape != spec.shape:
@@ -247,9 +280,9 @@ def _check_expected(entries: Sequence[ManifestEntry], expected: Mapping[str, Ten
 def _read_body(parsed: ParsedPayload, entry: ManifestEntry) -> torch.Tensor:
     """Copy one tensor body out of the payload into a tensor that owns its memory."""
     body = parsed.view[entry.offset : entry.offset + entry.size]
-    if entry.encoding == "mask":
+    if entry.encoding in MASK_ENCODINGS:
         try:
-            return unpack_bits(body, entry.shape)
+            return unpack_bits(body, entry.shape) if entry.encoding == "mask" else decode_mask(body, entry.shape)
         except PayloadError as err:
             raise PayloadError(f"tensor {entry.name!r}: {err}") from err
     if entry.numel == 0:
@@ -267,14 +300,18 @@ def describe_payload(payload: bytes | bytearray | memoryview, *, max_bytes: int 
 
     Returns:
         A dict of ints, floats, strings and lists: the header fields, ``total_bytes``,
-        ``overhead_bytes`` (header + manifest + checksum), and per tensor its name,
-        shape, encoding, numel, body bytes and, for masks, the fraction of ones.
+        ``overhead_bytes`` (header + manifest + checksum), ``mask_bits_per_element``
+        (mask body bits over masked elements, 1.0 when packed; 0.0 without masks),
+        and per tensor its name, shape, encoding, numel, body bytes and, for masks,
+        the fraction of ones and the body bits per element.
 
     Raises:
         PayloadError: if the payload is invalid.
     """
     parsed = parse_payload(payload, max_bytes)
     header = parsed.header
+    masks = [entry for entry in parsed.entries if entry.encoding in MASK_ENCODINGS]
+    mask_numel = sum(entry.numel for entry in masks)
     return {
         "format_version": header.version,
         "server_round": header.server_round,
@@ -289,6 +326,7 @@ def describe_payload(payload: bytes | bytearray | memoryview, *, max_bytes: int 
         "manifest_bytes": header.manifest_bytes,
         "checksum_bytes": CHECKSUM_SIZE,
         "overhead_bytes": HEADER_SIZE + header.manifest_bytes + CHECKSUM_SIZE,
+        "mask_bits_per_element": 8 * sum(entry.size for entry in masks) / mask_numel if mask_numel else 0.0,
         "tensors": [_describe_tensor(parsed, entry) for entry in parsed.entries],
     }
 
@@ -302,7 +340,8 @@ def _describe_tensor(parsed: ParsedPayload, entry: ManifestEntry) -> dict:
         "numel": entry.numel,
         "body_bytes": entry.size,
     }
-    if entry.encoding == "mask":
+    if entry.encoding in MASK_ENCODINGS:
         ones = int(_read_body(parsed, entry).sum()) if entry.numel else 0
         row["ones_fraction"] = ones / entry.numel if entry.numel else 0.0
+        row["bits_per_element"] = 8 * entry.size / entry.numel if entry.numel else 0.0
     return row

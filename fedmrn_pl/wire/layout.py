@@ -10,11 +10,18 @@ A payload is four sections, every integer little-endian::
     manifest  per tensor, names in ascending (UTF-8 byte) order:
                                  uint16 name length, UTF-8 name, uint8 encoding,
                                  uint8 ndim, ndim x uint64 dims, uint64 body length
-    bodies    in manifest order: masks packed 8 per byte (see ``bits.py``), dense
+    bodies    in manifest order: masks packed 8 per byte (see ``bits.py``) or
+                                 entropy-coded (see ``mask_coding.py``), dense
                                  tensors as raw little-endian float32/float16/int64
     checksum  CHECKSUM_SIZE bytes of BLAKE2b over everything before it
 
 The codes below are part of the format: never renumber them, only append.
+
+Version 2 added the ``coded_mask`` encoding (code 4). A coded body is sent only when it
+is shorter than the packed one, so its length is checked to lie in
+``[coded_overhead(shape), ceil(numel / 8))``: a mask body is never larger than in
+version 1, and a version-1 reader refuses version-2 payloads by their version instead
+of by an encoding code it does not know.
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ __all__ = [
     "HEADER_SIZE",
     "MAGIC",
     "MAX_NDIM",
+    "MASK_ENCODINGS",
     "MAX_NUMEL",
     "body_size",
     "manifest_size",
@@ -42,7 +50,7 @@ __all__ = [
 ]
 
 MAGIC = b"FMRN"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 HEADER = struct.Struct("<4sHHQQQBBdQII")
 HEADER_SIZE = HEADER.size  # 58
 CHECKSUM_SIZE = 16
@@ -57,7 +65,8 @@ UINT64 = struct.Struct("<Q")
 
 MASK_KIND_CODES = {"binary": 0, "signed": 1, "none": 2}
 NOISE_FAMILY_CODES = {"uniform": 0, "gauss": 1, "bernoulli": 2}
-ENCODING_CODES = {"mask": 0, "float32": 1, "float16": 2, "int64": 3}
+ENCODING_CODES = {"mask": 0, "float32": 1, "float16": 2, "int64": 3, "coded_mask": 4}
+MASK_ENCODINGS = ("mask", "coded_mask")  # manifest encodings of a mask: packed 8 per byte, entropy-coded
 
 # dense encodings: wire numpy dtype (always little-endian) and in-memory torch dtype
 WIRE_NUMPY_DTYPES = {"float32": "<f4", "float16": "<f2", "int64": "<i8"}
@@ -67,7 +76,7 @@ _ITEMSIZES = {"float32": 4, "float16": 2, "int64": 8}
 
 
 def body_size(encoding: str, shape: Sequence[int]) -> int:
-    """Bytes of one tensor body: ``ceil(numel / 8)`` for masks, ``numel * itemsize`` else."""
+    """Bytes of one packed-mask or dense body: ``ceil(numel / 8)`` for masks, ``numel * itemsize`` else."""
     numel = math.prod(shape)
     return packed_size(numel) if encoding == "mask" else numel * _ITEMSIZES[encoding]
 
@@ -94,7 +103,10 @@ def payload_size(
     masks: Mapping[str, Sequence[int]],
     dense: Mapping[str, tuple[Sequence[int], str | torch.dtype]],
 ) -> int:
-    """Exact size in bytes of the payload :func:`encode_update` writes for these tensors.
+    """Exact size in bytes of the payload ``encode_update(..., mask_encoding="packed")`` writes.
+
+    With ``mask_encoding="coded"`` the payload is this size or smaller (a mask is only
+    coded when that is shorter than packing it).
 
     Args:
         masks: ``{name: shape}`` of the mask tensors.

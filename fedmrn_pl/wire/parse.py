@@ -22,6 +22,7 @@ from fedmrn_pl.wire.layout import (
     HEADER,
     HEADER_SIZE,
     MAGIC,
+    MASK_ENCODINGS,
     MASK_KIND_CODES,
     MAX_NDIM,
     MAX_NUMEL,
@@ -32,6 +33,7 @@ from fedmrn_pl.wire.layout import (
     checksum,
     extent,
 )
+from fedmrn_pl.wire.mask_coding import MAX_SYMBOLS_PER_BYTE, coded_overhead
 
 __all__ = ["Header", "ManifestEntry", "ParsedPayload", "parse_payload"]
 
@@ -61,7 +63,7 @@ class ManifestEntry:
     """One tensor's manifest entry and where its body lies in the payload."""
 
     name: str
-    encoding: str  # "mask" or a dense dtype name
+    encoding: str  # "mask" (packed), "coded_mask" or a dense dtype name
     shape: tuple[int, ...]
     offset: int
     size: int
@@ -131,8 +133,8 @@ def parse_payload(payload: bytes | bytearray | memoryview, max_bytes: int) -> Pa
     manifest = _Reader(view, HEADER_SIZE, manifest_end, "manifest")
     entries = _parse_manifest(manifest, header.tensor_count, body_start=manifest_end)
     _check_bodies_fit(entries, manifest_end, bodies_end)
-    if header.mask_kind == "none" and any(e.encoding == "mask" for e in entries):
-        masked = [e.name for e in entries if e.encoding == "mask"]
+    if header.mask_kind == "none" and any(e.encoding in MASK_ENCODINGS for e in entries):
+        masked = [e.name for e in entries if e.encoding in MASK_ENCODINGS]
         raise PayloadError(f"mask kind 'none' (dense update) cannot carry mask tensors {masked}")
     return ParsedPayload(view, header, entries)
 
@@ -191,11 +193,7 @@ def _parse_manifest(reader: _Reader, count: int, body_start: int) -> tuple[Manif
             raise PayloadError(f"tensor {name!r} has shape {shape}, larger than the limit of {MAX_NUMEL} elements")
         (size,) = reader.unpack(UINT64, f"tensor {name!r} body length")
         encoding = _ENCODINGS[encoding_code]
-        if size != body_size(encoding, shape):
-            raise PayloadError(
-                f"tensor {name!r} body length is {size} bytes, expected {body_size(encoding, shape)} "
-                f"for shape {shape} encoded as {encoding}"
-            )
+        _check_body_size(name, encoding, shape, size)
         entries.append(ManifestEntry(name, encoding, shape, offset, size))
         previous, offset = raw_name, offset + size
     if reader.pos != reader.end:
@@ -203,6 +201,28 @@ def _parse_manifest(reader: _Reader, count: int, body_start: int) -> tuple[Manif
             f"manifest has {reader.end - reader.pos} trailing bytes after its {count} tensors, expected 0"
         )
     return tuple(entries)
+
+
+def _check_body_size(name: str, encoding: str, shape: tuple[int, ...], size: int) -> None:
+    """A body's declared length against its shape: exact, or for a coded mask shorter than packed.
+
+    A coded body may legitimately be ~200x smaller than its packed mask; one claiming more
+    than MAX_SYMBOLS_PER_BYTE packed bytes per body byte is refused before it is decoded.
+    """
+    if encoding != "coded_mask":
+        if size != body_size(encoding, shape):
+            raise PayloadError(
+                f"tensor {name!r} body length is {size} bytes, expected {body_size(encoding, shape)} "
+                f"for shape {shape} encoded as {encoding}"
+            )
+        return
+    packed = body_size("mask", shape)
+    low = max(coded_overhead(shape), -(-packed // MAX_SYMBOLS_PER_BYTE))
+    if not low <= size < packed:
+        raise PayloadError(
+            f"tensor {name!r} coded mask body length is {size} bytes, expected at least {low} and fewer than "
+            f"the {packed} bytes of packing shape {shape} (a mask is only coded when that is shorter)"
+        )
 
 
 def _read_name(reader: _Reader, index: int, previous: bytes) -> tuple[bytes, str]:

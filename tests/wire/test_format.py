@@ -31,7 +31,7 @@ from fedmrn_pl.wire import (
 HEADER_FMT = "<4sHHQQQBBdQII"
 KIND_CODE = {"binary": 0, "signed": 1, "none": 2}
 FAMILY_CODE = {"uniform": 0, "gauss": 1, "bernoulli": 2}
-ENCODING_CODE = {"mask": 0, "float32": 1, "float16": 2, "int64": 3}
+ENCODING_CODE = {"mask": 0, "float32": 1, "float16": 2, "int64": 3, "coded_mask": 4}
 MASK_SHAPES = {"conv1.weight": (5, 3, 3, 3), "conv2.weight": (16, 5, 3, 3), "fc.weight": (10, 37)}
 DENSE_SHAPES = {
     "conv1.bias": (5,),
@@ -81,7 +81,7 @@ def raw_payload(
     kind: int = 0,
     family: int = 0,
     alpha: float = 0.5,
-    version: int = 1,
+    version: int = 2,
     flags: int = 0,
     count: int | None = None,
     manifest_delta: int = 0,
@@ -214,7 +214,7 @@ def test_describe_payload_reports_header_overhead_and_tensors():
     update = make_update("signed", "bernoulli")
     payload = encode_update(update)
     info = describe_payload(payload)
-    assert info["format_version"] == 1
+    assert info["format_version"] == 2
     assert (info["server_round"], info["client_id"], info["seed"], info["num_examples"]) == (3, 17, 2**63 - 5, 600)
     assert (info["mask_kind"], info["noise_family"], info["noise_alpha"]) == ("signed", "bernoulli", 0.0123)
     assert info["total_bytes"] == len(payload)
@@ -259,7 +259,7 @@ def payload() -> bytes:
     ("offset", "fmt", "value", "message"),
     [
         (0, "4s", b"XXXX", r"bad magic b'XXXX', expected b'FMRN'"),
-        (4, "<H", 7, "unsupported format version 7; this reader supports 1"),
+        (4, "<H", 7, "unsupported format version 7; this reader supports 2"),
         (6, "<H", 4, "unsupported flags 0x0004"),
         (32, "B", 3, "unknown mask kind code 3"),
         (33, "B", 9, "unknown noise family code 9"),

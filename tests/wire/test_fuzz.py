@@ -4,7 +4,9 @@ Seeded, so a failure reproduces. Mutations that keep the original checksum must 
 refused (or, by chance, leave the content unchanged); mutations that are resealed with
 a fresh checksum reach the parser's own checks and must either be refused or decode
 to exactly what the bytes say, which for a canonical format means: re-encoding the
-decoded update gives back the mutated bytes. Any other exception fails the test.
+decoded update (packed, or coded where that is shorter) gives back the mutated bytes.
+Any other exception fails the test. Every test runs on a payload of packed masks and
+on one whose conv mask is entropy-coded.
 """
 
 from __future__ import annotations
@@ -17,7 +19,15 @@ import pytest
 import torch
 
 from fedmrn_pl.update import ClientUpdate, NoiseSpec
-from fedmrn_pl.wire import CHECKSUM_SIZE, HEADER_SIZE, PayloadError, decode_update, encode_update, expected_manifest
+from fedmrn_pl.wire import (
+    CHECKSUM_SIZE,
+    HEADER_SIZE,
+    PayloadError,
+    TensorSpec,
+    decode_update,
+    encode_update,
+    expected_manifest,
+)
 
 SEED = 20240611
 # (offset, struct format) of every header field after the magic
@@ -25,10 +35,10 @@ HEADER_FIELDS = [(4, "<H"), (6, "<H"), (8, "<Q"), (16, "<Q"), (24, "<Q"), (32, "
                  (42, "<Q"), (50, "<I"), (54, "<I")]  # fmt: skip
 
 
-def _update() -> ClientUpdate:
+def _update(conv_shape: tuple[int, ...], ones: float) -> ClientUpdate:
     gen = torch.Generator().manual_seed(7)
     masks = {
-        "conv.weight": torch.rand(4, 2, 3, 3, generator=gen) < 0.5,
+        "conv.weight": torch.rand(conv_shape, generator=gen) < ones,
         "fc.weight": torch.rand(3, 5, generator=gen) < 0.5,
     }
     dense = {
@@ -39,11 +49,17 @@ def _update() -> ClientUpdate:
     return ClientUpdate(5, 11, 123456789, "signed", NoiseSpec("gauss", 0.25), 321, masks, dense)
 
 
-UPDATE = _update()
-PAYLOAD = encode_update(UPDATE)
-EXPECTED = expected_manifest(
-    {name: t.shape for name, t in UPDATE.masks.items()}, {name: t.shape for name, t in UPDATE.dense.items()}
-)
+def _case(conv_shape: tuple[int, ...], ones: float) -> tuple[ClientUpdate, bytes, dict[str, TensorSpec]]:
+    """An update, its payload, and the server's manifest for it."""
+    update = _update(conv_shape, ones)
+    expected = expected_manifest(
+        {name: t.shape for name, t in update.masks.items()}, {name: t.shape for name, t in update.dense.items()}
+    )
+    return update, encode_update(update), expected
+
+
+# at 10% ones the 288-bit conv mask codes to ~30 bytes instead of 36 packed
+CASES = {"packed": _case((4, 2, 3, 3), 0.5), "coded": _case((8, 4, 3, 3), 0.1)}
 
 
 def _content(update: ClientUpdate) -> tuple:
@@ -55,9 +71,6 @@ def _content(update: ClientUpdate) -> tuple:
     }
     return (update.server_round, update.client_id, update.seed, update.mask_kind, update.noise, update.num_examples,
             tensors)  # fmt: skip
-
-
-ORIGINAL = _content(UPDATE)
 
 
 def _reseal(payload: bytes) -> bytes:
@@ -81,40 +94,54 @@ def _flip(rng: np.random.Generator, payload: bytes, lo: int, hi: int) -> bytes:
     return bytes(data)
 
 
-def _assert_refused_or_original(payload: bytes) -> None:
-    for kwargs in ({}, {"expected": EXPECTED, "server_round": 5}):
+def _assert_refused_or_original(payload: bytes, update: ClientUpdate, expected: dict[str, TensorSpec]) -> None:
+    for kwargs in ({}, {"expected": expected, "server_round": 5}):
         decoded = _decode(payload, **kwargs)
-        assert decoded is None or _content(decoded) == ORIGINAL
+        assert decoded is None or _content(decoded) == _content(update)
 
 
-def _assert_refused_or_faithful(payload: bytes) -> None:
+def _assert_refused_or_faithful(payload: bytes, expected: dict[str, TensorSpec]) -> None:
     """Resealed mutants: refused, or the decoded update re-encodes to these very bytes."""
     decoded = _decode(payload)
     if decoded is None:
         return
-    assert encode_update(decoded) == payload
-    checked = _decode(payload, expected=EXPECTED)
+    assert payload in {encode_update(decoded), encode_update(decoded, mask_encoding="packed")}
+    checked = _decode(payload, expected=expected)
     if checked is not None:
         assert _content(checked) == _content(decoded)
         for name, tensor in {**checked.masks, **checked.dense}.items():
-            assert tuple(tensor.shape) == EXPECTED[name].shape
+            assert tuple(tensor.shape) == expected[name].shape
         assert all(t.dtype == torch.bool for t in checked.masks.values())
 
 
-def test_random_byte_flips_are_refused():
+def _bodies_start(payload: bytes) -> int:
+    (manifest_bytes,) = struct.unpack_from("<I", payload, 54)
+    return HEADER_SIZE + manifest_bytes
+
+
+def test_the_coded_case_carries_a_coded_mask_and_the_packed_case_none():
+    assert b"conv.weight\x04" in CASES["coded"][1][: _bodies_start(CASES["coded"][1])]
+    assert b"conv.weight\x00" in CASES["packed"][1][: _bodies_start(CASES["packed"][1])]
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_random_byte_flips_are_refused(case):
+    update, payload, expected = CASES[case]
     rng = np.random.default_rng(SEED)
     for _ in range(1500):
-        _assert_refused_or_original(_flip(rng, PAYLOAD, 0, len(PAYLOAD)))
+        _assert_refused_or_original(_flip(rng, payload, 0, len(payload)), update, expected)
 
 
-def test_truncations_and_extensions_are_refused():
+@pytest.mark.parametrize("case", CASES)
+def test_truncations_and_extensions_are_refused(case):
+    payload = CASES[case][1]
     rng = np.random.default_rng(SEED + 1)
-    for length in rng.integers(0, len(PAYLOAD), size=300):
-        assert _decode(PAYLOAD[:length]) is None
+    for length in rng.integers(0, len(payload), size=300):
+        assert _decode(payload[:length]) is None
     for extra in rng.integers(1, 65, size=200):
         tail = rng.integers(0, 256, size=extra, dtype=np.uint8).tobytes()
-        assert _decode(PAYLOAD + tail) is None
-        assert _decode(_reseal(PAYLOAD[:-CHECKSUM_SIZE] + tail + PAYLOAD[-CHECKSUM_SIZE:])) is None
+        assert _decode(payload + tail) is None
+        assert _decode(_reseal(payload[:-CHECKSUM_SIZE] + tail + payload[-CHECKSUM_SIZE:])) is None
 
 
 def _field_value(rng: np.random.Generator, fmt: str, old: int | float) -> int | float:
@@ -130,35 +157,41 @@ def _field_value(rng: np.random.Generator, fmt: str, old: int | float) -> int | 
     return int(rng.integers(0, 2**bits, dtype=np.uint64)) if bits == 64 else int(rng.integers(0, 2**bits))
 
 
-def test_resealed_header_field_edits_are_refused_or_decoded_faithfully():
+@pytest.mark.parametrize("case", CASES)
+def test_resealed_header_field_edits_are_refused_or_decoded_faithfully(case):
+    _, payload, expected = CASES[case]
     rng = np.random.default_rng(SEED + 2)
     for _ in range(1000):
         offset, fmt = HEADER_FIELDS[rng.integers(len(HEADER_FIELDS))]
-        (old,) = struct.unpack_from(fmt, PAYLOAD, offset)
-        content = bytearray(PAYLOAD[:-CHECKSUM_SIZE])
+        (old,) = struct.unpack_from(fmt, payload, offset)
+        content = bytearray(payload[:-CHECKSUM_SIZE])
         struct.pack_into(fmt, content, offset, _field_value(rng, fmt, old))
-        _assert_refused_or_faithful(_reseal(bytes(content) + bytes(CHECKSUM_SIZE)))
+        _assert_refused_or_faithful(_reseal(bytes(content) + bytes(CHECKSUM_SIZE)), expected)
 
 
-def test_resealed_manifest_byte_flips_are_refused_or_decoded_faithfully():
-    (manifest_bytes,) = struct.unpack_from("<I", PAYLOAD, 54)
+@pytest.mark.parametrize("case", CASES)
+def test_resealed_manifest_byte_flips_are_refused_or_decoded_faithfully(case):
+    _, payload, expected = CASES[case]
     rng = np.random.default_rng(SEED + 3)
     for _ in range(800):
-        _assert_refused_or_faithful(_reseal(_flip(rng, PAYLOAD, HEADER_SIZE, HEADER_SIZE + manifest_bytes)))
+        _assert_refused_or_faithful(_reseal(_flip(rng, payload, HEADER_SIZE, _bodies_start(payload))), expected)
 
 
-def test_resealed_body_edits_are_refused_or_decoded_as_the_bytes_say():
-    (manifest_bytes,) = struct.unpack_from("<I", PAYLOAD, 54)
-    start, end = HEADER_SIZE + manifest_bytes, len(PAYLOAD) - CHECKSUM_SIZE
+@pytest.mark.parametrize("case", CASES)
+def test_resealed_body_edits_are_refused_or_decoded_as_the_bytes_say(case):
+    _, payload, expected = CASES[case]
+    start, end = _bodies_start(payload), len(payload) - CHECKSUM_SIZE
     rng = np.random.default_rng(SEED + 4)
     outcomes = {"refused": 0, "decoded": 0}
     for _ in range(800):
-        mutant = _reseal(_flip(rng, PAYLOAD, start, end))
+        mutant = _reseal(_flip(rng, payload, start, end))
         outcomes["decoded" if _decode(mutant) is not None else "refused"] += 1
-        _assert_refused_or_faithful(mutant)
-    assert outcomes["refused"] > 0 and outcomes["decoded"] > 0  # padding bits are refused, the rest is data
+        _assert_refused_or_faithful(mutant, expected)
+    assert outcomes["refused"] > 0 and outcomes["decoded"] > 0  # invalid bodies are refused, the rest is data
 
 
 @pytest.mark.parametrize("cut", [1, 8, 57, 58, 59])
-def test_resealed_truncations_are_refused(cut):
-    assert _decode(_reseal(PAYLOAD[: -CHECKSUM_SIZE - cut] + bytes(CHECKSUM_SIZE))) is None
+@pytest.mark.parametrize("case", CASES)
+def test_resealed_truncations_are_refused(case, cut):
+    payload = CASES[case][1]
+    assert _decode(_reseal(payload[: -CHECKSUM_SIZE - cut] + bytes(CHECKSUM_SIZE))) is None

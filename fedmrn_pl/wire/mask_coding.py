@@ -1,0 +1,221 @@
+"""Entropy-code bool masks: an interleaved rANS coder over the packed mask bytes.
+
+Learned masks are far from fair coin flips (a round-10 conv mask is ~20% ones), so
+they need well under the 1 bit per element that packing spends. The coder keeps the
+packed byte layout of ``bits.py`` and codes each packed byte as one symbol of 256.
+The model is static and sent in the body: one probability of a one per *phase*, the
+position of an element within its kernel (flat index modulo the product of the dims
+after the first two; 1 phase for matrices and vectors). A byte's probability is the
+product of its eight bits' probabilities, computed in integers only, so every
+machine builds the same frequency table from the same body.
+
+Body layout::
+
+    phases       P bytes, q_i in [1, 255]: P(bit = 1) at phase i is q_i / 256
+    lane states  LANES x uint32: each rANS lane's final encoder state
+    words        uint16 renormalisation words, in the order the decoder reads them
+
+``P`` and ``LANES`` follow from the shape, so neither is sent. Symbol ``s`` (packed
+byte ``s``) is lane ``s % LANES``'s symbol number ``s // LANES``; the lanes turn the
+per-symbol loop into ~``numel / 8 / LANES`` numpy steps. Coding is canonical: the
+probabilities must be the ones the mask's own bit counts give, each lane must end in
+its initial state and every word must be read, so one mask has exactly one body.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from fedmrn_pl.wire.bits import pack_bits, packed_size, unpack_bits
+from fedmrn_pl.wire.errors import PayloadError
+
+__all__ = ["MAX_SYMBOLS_PER_BYTE", "coded_overhead", "decode_mask", "encode_mask", "lane_count", "mask_phases"]
+
+MAX_PHASES = 64  # kernels with more elements are modelled with one phase
+SCALE_BITS = 16  # symbol frequencies sum to 2**16
+STATE_LOW = 1 << 16  # rANS state interval [2**16, 2**32), renormalised 16 bits at a time
+WORD_BITS = 16
+MAX_LANES = 32
+SYMBOLS_PER_LANE = 2048  # lanes = ceil(symbols / 2048), at most MAX_LANES: 4 bytes of state per lane
+# A symbol costs at least log2(2**16 / 63771) = 0.039 bits (q = 1, the all-zero byte): ~203
+# symbols per body byte at best. Bodies claiming over 5x that are refused before decoding.
+MAX_SYMBOLS_PER_BYTE = 1024
+_WORD = np.dtype("<u2")
+_STATE = np.dtype("<u4")
+
+
+def mask_phases(shape: Sequence[int]) -> int:
+    """Number of probability phases: the kernel size (dims after the first two), or 1."""
+    kernel = math.prod(shape[2:]) if len(shape) >= 3 else 1
+    return kernel if 1 <= kernel <= MAX_PHASES else 1
+
+
+def lane_count(numel: int) -> int:
+    """rANS lanes for a mask of ``numel`` elements: more lanes, fewer numpy steps, 4 bytes each."""
+    return min(MAX_LANES, max(1, -(-packed_size(numel) // SYMBOLS_PER_LANE)))
+
+
+def coded_overhead(shape: Sequence[int]) -> int:
+    """Body bytes that carry no symbol: the phase probabilities and the lane states."""
+    return mask_phases(shape) + _STATE.itemsize * lane_count(math.prod(shape))
+
+
+def encode_mask(mask: torch.Tensor) -> bytes:
+    """Entropy-code a bool mask; :func:`decode_mask` gives it back bit for bit.
+
+    Args:
+        mask: bool tensor of any shape, device or layout (flattened in C order).
+
+    Returns:
+        The body: phase probabilities, lane states, words (see the module docstring).
+
+    Raises:
+        TypeError: if ``mask`` is not a bool tensor.
+    """
+    shape = tuple(mask.shape)
+    symbols = np.frombuffer(pack_bits(mask), dtype=np.uint8)
+    probabilities = _phase_probabilities(np.unpackbits(symbols, count=math.prod(shape), bitorder="little"), shape)
+    freq, start = _tables(probabilities)
+    phase = _symbol_phases(symbols.size, len(probabilities))
+    states, words = _rans_encode(freq[phase, symbols], start[phase, symbols], lane_count(math.prod(shape)))
+    return b"".join([probabilities.tobytes(), states.astype(_STATE).tobytes(), words.astype(_WORD).tobytes()])
+
+
+def decode_mask(data: bytes | bytearray | memoryview, shape: Sequence[int]) -> torch.Tensor:
+    """Decode a body made by :func:`encode_mask` into a bool tensor of ``shape``.
+
+    Every size is checked against ``shape`` before anything is allocated, the loop runs
+    a fixed ``ceil(symbols / lanes)`` steps whatever the bytes say, and any deviation
+    from the one canonical body of the decoded mask is refused.
+
+    Args:
+        data: the body bytes.
+        shape: the mask's shape.
+
+    Returns:
+        A new, writeable CPU bool tensor.
+
+    Raises:
+        PayloadError: if the body is malformed, truncated, too long or not canonical.
+    """
+    shape = tuple(int(d) for d in shape)
+    numel = math.prod(shape)
+    body = np.frombuffer(data, dtype=np.uint8)
+    phases, lanes = mask_phases(shape), lane_count(numel)
+    fixed = coded_overhead(shape)
+    if body.size < fixed or (body.size - fixed) % _WORD.itemsize:
+        raise PayloadError(
+            f"coded mask of shape {shape} needs {phases} probability bytes, {lanes} lane states of 4 bytes "
+            f"and whole 2-byte words, got {body.size} bytes"
+        )
+    probabilities = body[:phases]
+    if not probabilities.all():
+        raise PayloadError(f"coded mask probability of phase {int(np.argmin(probabilities))} is 0, expected 1 to 255")
+    states = body[phases:fixed].view(_STATE).astype(np.uint64)
+    if (states < STATE_LOW).any():
+        raise PayloadError(f"coded mask lane state {int(states.min())} is below the minimum {STATE_LOW}")
+    freq, start = _tables(probabilities)
+    symbols = _rans_decode(states, body[fixed:].view(_WORD), freq, start, packed_size(numel))
+    mask = unpack_bits(symbols.tobytes(), shape)  # refuses set padding bits
+    expected = _phase_probabilities(mask.view(-1).numpy(), shape)
+    if not np.array_equal(expected, probabilities):
+        raise PayloadError(
+            f"coded mask probabilities {probabilities.tolist()} do not match its bit counts, "
+            f"expected {expected.tolist()}"
+        )
+    return mask
+
+
+def _phase_probabilities(bits: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """``q_i = round(256 * ones_i / count_i)`` per phase, clipped to [1, 255]; 128 for an empty phase."""
+    phases = mask_phases(shape)
+    padded = np.zeros(-(-bits.size // phases) * phases, dtype=np.int64)
+    padded[: bits.size] = bits
+    ones = padded.reshape(-1, phases).sum(axis=0)
+    counts = np.full(phases, bits.size // phases) + (np.arange(phases) < bits.size % phases)
+    rounded = (512 * ones + counts) // np.maximum(2 * counts, 1)
+    return np.where(counts > 0, np.clip(rounded, 1, 255), 128).astype(np.uint8)
+
+
+def _tables(probabilities: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per phase, each byte symbol's frequency (>= 1, summing to 2**16) and cumulative start.
+
+    Row ``r`` is for a symbol whose bit 0 sits at phase ``r``. The exact byte probability
+    is a product of eight factors ``q`` or ``256 - q``, out of ``256**8 = 2**64``;
+    dropping its low 48 bits gives a frequency out of ``2**16``, and the few units lost
+    to rounding go to the most probable symbol.
+    """
+    q = probabilities.astype(np.uint64)
+    phases = q.size
+    bits = (np.arange(256)[:, None] >> np.arange(8)) & 1  # (256, 8): bit k of symbol s
+    bit_phase = (np.arange(phases)[:, None] + np.arange(8)) % phases  # (P, 8)
+    one, zero = q[bit_phase], np.uint64(256) - q[bit_phase]
+    factors = np.where(bits[None, :, :] == 1, one[:, None, :], zero[:, None, :])  # (P, 256, 8)
+    product = np.prod(factors, axis=2, dtype=np.uint64)
+    freq = np.maximum(product >> np.uint64(64 - SCALE_BITS), 1).astype(np.int64)
+    top = np.argmax(freq, axis=1)
+    freq[np.arange(phases), top] += (1 << SCALE_BITS) - freq.sum(axis=1)
+    start = np.cumsum(freq, axis=1) - freq
+    return freq.astype(np.uint64), start.astype(np.uint64)
+
+
+def _symbol_phases(count: int, phases: int) -> np.ndarray:
+    """The phase of each symbol's bit 0: ``8 * s mod P``."""
+    return (8 * np.arange(count, dtype=np.int64)) % phases
+
+
+def _lane_rows(values: np.ndarray, lanes: int) -> list[np.ndarray]:
+    """``values`` cut into consecutive steps of ``lanes`` (the last step may be shorter)."""
+    return [values[lo : lo + lanes] for lo in range(0, values.size, lanes)]
+
+
+def _rans_encode(freq: np.ndarray, start: np.ndarray, lanes: int) -> tuple[np.ndarray, np.ndarray]:
+    """Encode symbols given as their ``(freq, start)``, last step first; returns ``(states, words)``."""
+    state = np.full(lanes, STATE_LOW, dtype=np.uint64)
+    limits = freq << np.uint64(WORD_BITS)  # a state at or above its symbol's limit sheds one word first
+    chunks = []
+    for f, c, limit in zip(*(_lane_rows(a, lanes)[::-1] for a in (freq, start, limits))):
+        x = state[: f.size]
+        out = x >= limit
+        chunks.append(x[out] & np.uint64(0xFFFF))
+        x = np.where(out, x >> np.uint64(WORD_BITS), x)
+        quotient, remainder = np.divmod(x, f)
+        state[: f.size] = (quotient << np.uint64(SCALE_BITS)) + remainder + c
+    words = np.concatenate(chunks[::-1]) if chunks else np.zeros(0, dtype=np.uint64)
+    return state, words
+
+
+def _rans_decode(state: np.ndarray, words: np.ndarray, freq: np.ndarray, start: np.ndarray, count: int) -> np.ndarray:
+    """Decode ``count`` byte symbols from lane ``state`` and ``words``; checks the end state."""
+    lanes, phases = state.size, freq.shape[0]
+    offsets = np.arange(phases, dtype=np.uint64)[:, None] << np.uint64(SCALE_BITS)
+    bounds = (start + offsets).reshape(-1)  # ascending: phase blocks of 2**16, symbol starts inside each
+    freq, start = freq.reshape(-1), start.reshape(-1)
+    base = _symbol_phases(count, phases).astype(np.uint32) << np.uint32(SCALE_BITS)
+    found = np.empty(count, dtype=np.uint16)  # phase * 256 + symbol, per decoded symbol
+    state, words, read = state.copy(), words.astype(np.uint64), 0
+    low, shift = np.uint64((1 << SCALE_BITS) - 1), np.uint64(SCALE_BITS)
+    for lo, b in zip(range(0, count, lanes), _lane_rows(base, lanes)):
+        x = state[: b.size]
+        slot = x & low
+        index = np.searchsorted(bounds, slot + b, side="right") - 1
+        found[lo : lo + b.size] = index
+        x = freq[index] * (x >> shift) + slot - start[index]
+        refill = np.flatnonzero(x < STATE_LOW)
+        if refill.size:
+            if read + refill.size > words.size:
+                raise PayloadError(f"coded mask stream truncated: needs word {read + refill.size} at symbol {lo}, "
+                                   f"only {words.size} words")  # fmt: skip
+            x[refill] = (x[refill] << shift) | words[read : read + refill.size]
+            read += refill.size
+        state[: b.size] = x
+    if read != words.size:
+        raise PayloadError(f"coded mask has {words.size - read} words left after its {count} symbols, expected 0")
+    if (state != STATE_LOW).any():
+        lane = int(np.flatnonzero(state != STATE_LOW)[0])
+        raise PayloadError(f"coded mask lane {lane} ends in state {int(state[lane])}, expected {STATE_LOW}: corrupt")
+    return (found & 0xFF).astype(np.uint8)
