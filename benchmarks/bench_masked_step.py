@@ -90,6 +90,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--model", default="cnn4", choices=["cnn4", "cnn8"], help="cnn4 on 1x28x28, cnn8 on 3x32x32")
     args = parser.parse_args()
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda needs a CUDA GPU; none is visible")
@@ -97,9 +98,10 @@ def main() -> None:
     device = torch.device(args.device)
 
     data = torch.Generator().manual_seed(0)
-    x = torch.randn(args.batch_size, 1, 28, 28, generator=data).to(device)
+    channels, size = (1, 28) if args.model == "cnn4" else (3, 32)
+    x = torch.randn(args.batch_size, channels, size, size, generator=data).to(device)
     y = torch.randint(0, 10, (args.batch_size,), generator=data).to(device)
-    base = build_model("cnn4", in_channels=1, num_classes=10, image_size=28, seed=0).to(device).train()
+    base = build_model(args.model, in_channels=channels, num_classes=10, image_size=size, seed=0).to(device).train()
 
     models = {"plain": copy.deepcopy(base)}
     models.update({f"{kind} p={p:g}": masked_model(base, kind, p, device) for kind, p in VARIANTS})
@@ -121,7 +123,7 @@ def main() -> None:
     if device.type == "cuda":
         print(f"device    {torch.cuda.get_device_name(device)}")
     print(
-        f"workload  CNN4 1x28x28 -> 10, batch {args.batch_size}, SGD lr 0.1, device {device.type}; "
+        f"workload  {args.model.upper()} {channels}x{size}x{size} -> 10, batch {args.batch_size}, SGD lr 0.1, device {device.type}; "
         f"{args.repeats} interleaved blocks of {args.steps} steps after {args.warmup} warm-up steps"
     )
     print()
