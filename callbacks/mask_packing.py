@@ -19,6 +19,8 @@ from .base import FederatedCallback, FederatedRun
 
 __all__ = ["MaskPacking"]
 
+_EXACT_INTEGERS = 1 << 53  # integers float64 represents exactly
+
 
 class MaskPacking(FederatedCallback):
     """Pack each client's update into a payload (entropy-coded or packed masks + dense tensors), and unpack it on the server.
@@ -50,6 +52,13 @@ class MaskPacking(FederatedCallback):
             self.save_dir.mkdir(parents=True, exist_ok=True)
             name = f"round_{result.server_round:04d}_client_{result.client_id:04d}.fmrn"
             (self.save_dir / name).write_bytes(result.payload)
+
+    def dense_encodings(self, dtype: torch.dtype) -> tuple[str, ...]:
+        """The wire encodings this packer sends a dense tensor of ``dtype`` in (what the server accepts)."""
+        if not dtype.is_floating_point:
+            return ("int64",)
+        own = str(dtype).removeprefix("torch.")
+        return (own,) if self.dense_dtype is DenseDtype.float32 else (self.dense_dtype.value,)
 
     def unpack(self, trainer: FederatedRun, result: FitResult) -> ClientUpdate:
         """Server side: the update in ``result.payload``, validated against what the server issued and holds.
@@ -84,4 +93,7 @@ class MaskPacking(FederatedCallback):
         for name, tensor in update.dense.items():
             if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
                 raise PayloadError(f"tensor {name!r} has non-finite values")
+            # Integer buffers are averaged in float64: beyond 2**53 they would no longer be exact.
+            if not tensor.is_floating_point() and tensor.numel() and not -_EXACT_INTEGERS <= int(tensor.min()) <= int(tensor.max()) <= _EXACT_INTEGERS:
+                raise PayloadError(f"integer tensor {name!r} holds values beyond +-2**53, which cannot be averaged exactly")
         return update

@@ -39,7 +39,7 @@ from fedmrn_pl.seeding import derive_seed, make_generator
 from fedmrn_pl.state import load_module_state, module_state
 from fedmrn_pl.update import DENSE_KIND, ClientUpdate, NoiseSpec
 
-__all__ = ["ClientData", "FederatedClient", "ProgressiveMasking", "local_trainer", "quiet_lightning"]
+__all__ = ["ClientData", "ClientTimeout", "FederatedClient", "ProgressiveMasking", "local_trainer", "quiet_lightning"]
 
 
 class ClientData(Protocol):
@@ -112,6 +112,26 @@ class ProgressiveMasking(L.Callback):
             remove_masked_noise(pl_module)
 
 
+class ClientTimeout(Exception):
+    """A client's local fit ran past its time limit."""
+
+
+class _Deadline(L.Callback):
+    """Stops local training that runs past ``seconds``: checked after every batch, so one step is never cut short."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.started = time.perf_counter()
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.started = time.perf_counter()  # training proper: Lightning's set-up is not the client's slowness
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
+        elapsed = time.perf_counter() - self.started
+        if elapsed > self.seconds:
+            raise ClientTimeout(f"timed out after {elapsed:.1f} s (client_timeout={self.seconds:g} s)")
+
+
 @torch.no_grad()
 def _mask_stats(parametrizations: Mapping[str, Any], masks: Mapping[str, torch.Tensor]) -> dict[str, float]:
     ones = sum(int(mask.sum()) for mask in masks.values())
@@ -175,6 +195,8 @@ class FederatedClient:
         run_seed: the run's seed, from which all client randomness is derived.
         trainer_kwargs: passed on to ``lightning.Trainer`` (accelerator, devices, precision ...).
         train_loss_key: the logged metric read as the client's training loss.
+        timeout_seconds: a fit running longer is stopped after its current batch and the
+            client dropped; None: no limit.
     """
 
     def __init__(
@@ -187,7 +209,10 @@ class FederatedClient:
         run_seed: int = 0,
         trainer_kwargs: Mapping[str, Any] | None = None,
         train_loss_key: str = "train/loss",
+        timeout_seconds: float | None = None,
     ) -> None:
+        if timeout_seconds is not None and not timeout_seconds > 0:
+            raise ValueError(f"client timeout must be > 0 seconds or None, got {timeout_seconds!r}")
         if local_epochs < 1:
             raise ValueError(f"local_epochs must be >= 1, got {local_epochs}")
         self.module = module
@@ -198,6 +223,7 @@ class FederatedClient:
         self.run_seed = run_seed
         self.trainer_kwargs = dict(trainer_kwargs or {})
         self.train_loss_key = train_loss_key
+        self.timeout_seconds = timeout_seconds
 
     def fit(self, global_state: Mapping[str, torch.Tensor], request: FitRequest) -> FitResult:
         """Train on ``request``; a failing client gives ``FitResult.dropped`` instead of an exception."""
@@ -208,6 +234,8 @@ class FederatedClient:
             torch.manual_seed(derive_seed(self.run_seed, request.server_round, request.client_id, "torch_global"))
             try:
                 result = self._fit(global_state, request)
+            except ClientTimeout as error:
+                result = FitResult(request, dropped=str(error))
             except Exception as error:  # a failing client must not end the run
                 result = FitResult(request, dropped=f"training failed: {type(error).__name__}: {error}")
         result.seconds = time.perf_counter() - started
@@ -226,12 +254,15 @@ class FederatedClient:
                 derive_seed(self.run_seed, request.server_round, request.client_id, "final_mask"),
                 self.masking,
             )
+        callbacks: list[L.Callback] = [] if masking_callback is None else [masking_callback]
+        if self.timeout_seconds is not None:
+            callbacks.append(_Deadline(self.timeout_seconds))
         trainer = local_trainer(
             self.trainer_kwargs,
             max_epochs=self.local_epochs,
             num_sanity_val_steps=0,
             limit_val_batches=0,
-            callbacks=[] if masking_callback is None else [masking_callback],
+            callbacks=callbacks,
         )
         try:
             trainer.fit(self.module, train_dataloaders=train_loader)

@@ -97,6 +97,7 @@ class TrainConfig:
     precision: str = "32-true"
     threads: int | None = 1  # torch intra-op threads per process; CPU sums depend on it (null: torch's default)
     dist_timeout: float = 1800.0  # seconds a rank waits for its peers under torchrun before failing
+    client_timeout: float | None = None  # seconds a client's local fit may take; slower ones are dropped
 
 
 @dataclass
@@ -224,6 +225,8 @@ def validate(config: DictConfig) -> None:
         raise ConfigError(f"method.alpha={config.method.alpha} must be > 0 (or null for the paper's default)")
     if config.train.threads is not None and config.train.threads < 1:
         raise ConfigError(f"train.threads={config.train.threads} is not valid; it must be >= 1 (or null)")
+    if config.train.client_timeout is not None and not config.train.client_timeout > 0:
+        raise ConfigError(f"train.client_timeout={config.train.client_timeout} is not valid; it must be > 0 seconds or null")
     if not config.train.dist_timeout > 0:
         raise ConfigError(f"train.dist_timeout={config.train.dist_timeout} is not valid; it must be > 0 seconds")
     if config.checkpoint_every < 0:

@@ -115,6 +115,7 @@ def build_trainer(
         trainer_kwargs={"accelerator": train.accelerator, "devices": 1, "precision": train.precision},
         threads=train.threads,
         timeout_seconds=train.dist_timeout,
+        client_timeout=train.client_timeout,
     )
 
 

@@ -63,6 +63,8 @@ class FederatedTrainer:
         threads: torch intra-op threads while the run trains and evaluates (restored after);
             CPU sums depend on it, so equal results need equal counts. None keeps the process's.
         timeout_seconds: how long a collective waits for a peer rank under torchrun.
+        client_timeout: seconds a client's local fit may take; a slower client is stopped
+            after its current batch and dropped with the reason (None: no limit).
         output_dir: if set, ``metrics.json`` and the plots are written there when the run ends.
         label: the run's name in summaries and plots; default ``fedmrn-<mask kind>`` or the strategy's name.
     """
@@ -85,6 +87,7 @@ class FederatedTrainer:
         max_payload_bytes: int = DEFAULT_MAX_BYTES,
         threads: int | None = None,
         timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS,
+        client_timeout: float | None = None,
         output_dir: str | Path | None = None,
         label: str | None = None,
     ) -> None:
@@ -121,15 +124,19 @@ class FederatedTrainer:
         self.trainer_kwargs = _per_rank_trainer_kwargs(dict(trainer_kwargs or {}), self.ranks)
         self.label = label or (strategy.name if masking is None else f"{strategy.name}-{masking.kind}")
         self.callbacks, self.wire = _with_default_callbacks(callbacks, output_dir)
-        self.client = FederatedClient(module, data, masking, local_epochs, batch_size, run_seed, self.trainer_kwargs)
+        self.client = FederatedClient(
+            module, data, masking, local_epochs, batch_size, run_seed, self.trainer_kwargs, timeout_seconds=client_timeout
+        )
         _check_module(module, self.trainer_kwargs)
         self.global_state = module_state(module)
         _check_wire_dtypes(self.global_state)
         self.masked_names = self._masked_names()
         masked = set(self.masked_names)
+        dense = {name: t for name, t in self.global_state.items() if name not in masked}
         self.expected_manifest: dict[str, TensorSpec] = expected_manifest(
             masks={name: t.shape for name, t in self.global_state.items() if name in masked},
-            dense={name: t.shape for name, t in self.global_state.items() if name not in masked},
+            dense={name: t.shape for name, t in dense.items()},
+            dense_dtypes={name: self.wire.dense_encodings(t.dtype) for name, t in dense.items()},
         )
         self.completed_rounds = 0  # rounds finished so far (the resume point)
         self.elapsed_seconds = 0.0  # wall time spent in fit(), over resumes too

@@ -73,21 +73,30 @@ DEFAULT_MAX_BYTES = 1 << 31  # the largest payload a server reads unless told ot
 class TensorSpec:
     """What the server expects of one tensor in a payload.
 
-    ``role`` is ``"mask"`` (a packed bool mask) or ``"dense"`` (raw values, any dense
-    dtype: float32 and float16 both satisfy it).
+    ``role`` is ``"mask"`` (a packed or coded bool mask) or ``"dense"`` (raw values);
+    ``dtypes`` lists the encodings a dense tensor may travel in (empty: any dense one).
     """
 
     shape: tuple[int, ...]
     role: str
+    dtypes: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.role not in ROLES:
             raise ValueError(f"tensor role {self.role!r} is not valid; choose one of {list(ROLES)}")
         object.__setattr__(self, "shape", tuple(int(d) for d in self.shape))
+        object.__setattr__(self, "dtypes", tuple(self.dtypes))
 
 
-def expected_manifest(masks: Mapping[str, Sequence[int]], dense: Mapping[str, Sequence[int]]) -> dict[str, TensorSpec]:
+def expected_manifest(
+    masks: Mapping[str, Sequence[int]],
+    dense: Mapping[str, Sequence[int]],
+    dense_dtypes: Mapping[str, Sequence[str]] | None = None,
+) -> dict[str, TensorSpec]:
     """Build the ``expected`` argument of :func:`decode_update` from ``{name: shape}`` maps.
+
+    ``dense_dtypes`` gives, per dense tensor, the encodings it may use (e.g. the run's
+    dense dtype for float tensors, ``("int64",)`` for integer buffers); unlisted: any.
 
     Raises:
         ValueError: if a name is both a mask and dense.
@@ -95,8 +104,9 @@ def expected_manifest(masks: Mapping[str, Sequence[int]], dense: Mapping[str, Se
     overlap = sorted(set(masks) & set(dense))
     if overlap:
         raise ValueError(f"tensors cannot be both masked and dense: {overlap}")
+    allowed = dense_dtypes or {}
     specs = {name: TensorSpec(tuple(shape), "mask") for name, shape in masks.items()}
-    specs.update({name: TensorSpec(tuple(shape), "dense") for name, shape in dense.items()})
+    specs.update({name: TensorSpec(tuple(shape), "dense", tuple(allowed.get(name, ()))) for name, shape in dense.items()})
     return specs
 
 
@@ -259,7 +269,7 @@ def decode_update(
 
 
 def _check_expected(entries: Sequence[ManifestEntry], expected: Mapping[str, TensorSpec]) -> None:
-    """Names, roles and shapes of the manifest against the server's model."""
+    """Names, roles, shapes and dense dtypes of the manifest against the server's model."""
     sent = {entry.name: entry for entry in entries}
     unknown = sorted(set(sent) - set(expected))
     if unknown:
@@ -275,6 +285,8 @@ def _check_expected(entries: Sequence[ManifestEntry], expected: Mapping[str, Ten
             raise PayloadError(f"tensor {name!r} is sent as {role} but the server expects {spec.role}")
         if entry.shape != spec.shape:
             raise PayloadError(f"tensor {name!r} has shape {entry.shape}, expected {spec.shape}")
+        if role == "dense" and spec.dtypes and entry.encoding not in spec.dtypes:
+            raise PayloadError(f"tensor {name!r} is sent as {entry.encoding}, the server accepts {list(spec.dtypes)}")
 
 
 def _read_body(parsed: ParsedPayload, entry: ManifestEntry) -> torch.Tensor:

@@ -1,5 +1,7 @@
 """Failing clients are dropped with a reason; the round goes on with the rest."""
 
+import time
+
 import pytest
 import torch
 
@@ -24,6 +26,8 @@ class FaultyTask(ClassificationTask):
     def training_step(self, batch, batch_idx):
         if self.fault == "raise":
             raise RuntimeError("simulated client crash")
+        if self.fault == "slow":
+            time.sleep(1.0)
         loss = super().training_step(batch, batch_idx)
         return loss * float("nan") if self.fault == "nan" else loss
 
@@ -35,10 +39,10 @@ class InjectFault(FederatedCallback):
         self.fault = fault
         self.client_ids = set(client_ids)
 
-    def on_client_fit_start(self, trainer, job):
-        trainer.module.fault = self.fault if job.client_id in self.client_ids else None
+    def on_client_fit_start(self, trainer, request):
+        trainer.module.fault = self.fault if request.client_id in self.client_ids else None
 
-    def on_client_fit_end(self, trainer, job):
+    def on_client_fit_end(self, trainer, result):
         trainer.module.fault = None
 
 
@@ -48,15 +52,15 @@ class CorruptPayload(FederatedCallback):
     def __init__(self, client_ids):
         self.client_ids = set(client_ids)
 
-    def on_aggregate_start(self, trainer, server_round, jobs):
-        for job in jobs:
-            if job.client_id in self.client_ids and job.payload is not None:
-                corrupted = bytearray(job.payload)
+    def on_aggregate_start(self, trainer, server_round, results):
+        for result in results:
+            if result.client_id in self.client_ids and result.payload is not None:
+                corrupted = bytearray(result.payload)
                 corrupted[len(corrupted) // 2] ^= 0x10
-                job.payload = bytes(corrupted)
+                result.payload = bytes(corrupted)
 
 
-def _trainer(callbacks, dense=False, min_clients=1, rounds=1):
+def _trainer(callbacks, dense=False, min_clients=1, rounds=1, client_timeout=None):
     data = FederatedDataModule("digits", num_clients=6, seed=0)
     data.setup()
     model = build_model("cnn4", in_channels=1, num_classes=10, image_size=8, seed=0)
@@ -72,6 +76,7 @@ def _trainer(callbacks, dense=False, min_clients=1, rounds=1):
         batch_size=32,
         min_clients=min_clients,
         callbacks=callbacks,
+        client_timeout=client_timeout,
     )
 
 
@@ -94,6 +99,17 @@ def test_a_client_whose_training_raises_is_dropped_and_the_rest_aggregate():
     assert _drops(metrics) == {victim: "training failed: RuntimeError: simulated client crash"}
     assert metrics["accepted_clients"] == 2 and not metrics["kept_previous_model"]
     assert any(not torch.equal(before[k], trainer.global_state[k]) for k in trainer.masked_names)
+
+
+def test_a_client_past_its_time_limit_is_dropped_with_the_reason_and_the_round_goes_on():
+    probe = _trainer([])
+    victim = _first_clients(probe)[0]
+    started = time.perf_counter()
+    metrics = _trainer([InjectFault("slow", [victim])], client_timeout=3.0).fit()[0]
+    assert time.perf_counter() - started < 60  # the slow client (1 s a step, 8 steps) was stopped early
+    reason = _drops(metrics)[victim]
+    assert reason.startswith("timed out after") and "client_timeout=3 s" in reason
+    assert metrics["accepted_clients"] == 2
 
 
 @pytest.mark.parametrize("dense", [False, True])

@@ -15,12 +15,14 @@ from fedmrn_pl.wire import decode_update, encode_update
 class Tamper(FederatedCallback):
     """Re-encodes the first client's payload with one field changed (a valid but lying payload)."""
 
-    def __init__(self, **changes):
+    def __init__(self, dense=None, **changes):
         self.changes = changes
+        self.dense = dense or {}  # {name: function of the tensor}: replaced dense tensors
 
-    def on_aggregate_start(self, trainer, server_round, jobs):
-        update = decode_update(jobs[0].payload)
-        jobs[0].payload = encode_update(dataclasses.replace(update, **self.changes))
+    def on_aggregate_start(self, trainer, server_round, results):
+        update = decode_update(results[0].payload)
+        dense = {name: self.dense.get(name, lambda t: t)(tensor) for name, tensor in update.dense.items()}
+        results[0].payload = encode_update(dataclasses.replace(update, dense=dense, **self.changes))
 
 
 def _trainer(callbacks=(), module=None, **kwargs):
@@ -56,6 +58,28 @@ def test_a_lying_payload_is_dropped_and_the_round_goes_on(changes, words):
     assert metrics["accepted_clients"] == 1
     [dropped] = metrics["dropped_clients"]
     assert dropped["reason"].startswith("invalid payload:") and words in dropped["reason"]
+
+
+BUFFER = "model.features.1.num_batches_tracked"
+BN_WEIGHT = "model.features.1.weight"
+
+
+@pytest.mark.parametrize(
+    "dense, words",
+    [
+        ({BN_WEIGHT: lambda t: t.to(torch.int64)}, f"tensor '{BN_WEIGHT}' is sent as int64, the server accepts ['float32']"),
+        ({BN_WEIGHT: lambda t: t.to(torch.float16)}, "is sent as float16, the server accepts ['float32']"),
+        ({BUFFER: lambda t: torch.full_like(t, 1e30, dtype=torch.float32)}, "is sent as float32, the server accepts ['int64']"),
+        ({BUFFER: lambda t: torch.full_like(t, 1 << 60)}, "beyond +-2**53"),
+    ],
+)
+def test_a_dense_tensor_in_the_wrong_dtype_or_range_is_dropped(dense, words):
+    trainer = _trainer([Tamper(dense=dense)])
+    assert BUFFER in trainer.global_state and BN_WEIGHT in trainer.global_state
+    metrics = trainer.fit()[0]
+    [dropped] = metrics["dropped_clients"]
+    assert words in dropped["reason"]
+    assert int(trainer.global_state[BUFFER]) >= 0  # the global buffer did not overflow
 
 
 def test_a_module_without_test_step_is_refused_before_training():
