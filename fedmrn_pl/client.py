@@ -36,7 +36,7 @@ from fedmrn_pl.masking import (
 )
 from fedmrn_pl.messages import FitRequest, FitResult
 from fedmrn_pl.seeding import derive_seed, make_generator
-from fedmrn_pl.state import load_module_state, module_state
+from fedmrn_pl.state import load_module_state, uploaded_state
 from fedmrn_pl.update import DENSE_KIND, ClientUpdate, NoiseSpec
 
 __all__ = ["ClientData", "FederatedClient", "ProgressiveMasking", "local_trainer", "quiet_lightning"]
@@ -239,7 +239,7 @@ class FederatedClient:
             if is_masked(self.module):
                 remove_masked_noise(self.module)
         train_loss = trainer.callback_metrics.get(self.train_loss_key)
-        state = module_state(self.module)
+        state = uploaded_state(self.module)  # frozen parameters stay on the server
         identity = (request.server_round, request.client_id, request.seed)
         if masking_callback is None:
             update = ClientUpdate(*identity, DENSE_KIND, NoiseSpec(), request.num_examples, dense=state)

@@ -27,7 +27,7 @@ from fedmrn_pl.federated.workers import ClientWorkerPool
 from fedmrn_pl.masking import MaskingConfig
 from fedmrn_pl.messages import FitRequest, FitResult
 from fedmrn_pl.report import run_summary, sample_weighted_mean, state_bytes
-from fedmrn_pl.state import load_module_state, module_state
+from fedmrn_pl.state import frozen_names, load_module_state, module_state
 from fedmrn_pl.update import ClientUpdate
 from fedmrn_pl.wire import DEFAULT_MAX_BYTES, PayloadError, TensorSpec, expected_manifest
 
@@ -123,10 +123,10 @@ class FederatedTrainer:
         self.global_state = module_state(module)
         _check_wire_dtypes(self.global_state)
         self.masked_names = self._masked_names()
-        masked = set(self.masked_names)
+        masked, self.frozen_names = set(self.masked_names), sorted(frozen_names(module))  # frozen: never uploaded
         self.expected_manifest: dict[str, TensorSpec] = expected_manifest(
             masks={name: t.shape for name, t in self.global_state.items() if name in masked},
-            dense={name: t.shape for name, t in self.global_state.items() if name not in masked},
+            dense={n: t.shape for n, t in self.global_state.items() if n not in masked and n not in self.frozen_names},
         )
         self.completed_rounds = 0  # rounds finished so far (the resume point)
         self.elapsed_seconds = 0.0  # wall time spent in fit(), over resumes too
@@ -249,7 +249,7 @@ class FederatedTrainer:
     ) -> dict[str, Any]:
         sent = [result for result in results if result.payload is not None]
         uplink = sum(len(result.payload) for result in sent)  # type: ignore[arg-type]
-        dense_uplink = len(sent) * state_bytes(self.global_state)
+        dense_uplink = len(sent) * state_bytes({n: t for n, t in self.global_state.items() if n in self.expected_manifest})
         previous = self.history[-1]["uplink/cumulative_bytes"] if self.history else 0
         with_loss = [result for result in accepted if result.train_loss is not None]
         metrics: dict[str, Any] = {
