@@ -1,16 +1,14 @@
 """A parameter no client can change (``requires_grad=False``) is never uploaded; buffers still are."""
 
-import lightning as L
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from fedmrn_pl import FedAvg, FederatedTrainer, FedMRN, MaskingConfig
 from fedmrn_pl.wire import decode_update
-from tests.federated.test_one_mask_per_step import VOCAB, Payloads, TokenClients
+from tests.federated.test_one_mask_per_step import VOCAB, Payloads, ReadRecorder, TokenClients
 
 
-class FrozenEmbeddingLSTM(L.LightningModule):
+class FrozenEmbeddingLSTM(ReadRecorder):
     """A pretrained-style frozen embedding, a trainable LSTM, and BatchNorm whose running stats change."""
 
     def __init__(self, hidden: int = 16) -> None:
@@ -23,16 +21,6 @@ class FrozenEmbeddingLSTM(L.LightningModule):
 
     def forward(self, tokens):
         return self.head(self.norm(self.encoder(self.embed(tokens))[0][:, -1]))  # (B, V)
-
-    def training_step(self, batch, batch_idx):
-        tokens, target = batch
-        loss = F.cross_entropy(self(tokens), target)
-        self.log("train/loss", loss)
-        return loss
-
-    def test_step(self, batch, batch_idx):
-        tokens, target = batch
-        self.log("test/acc", (self(tokens).argmax(1) == target).float().mean())
 
     def configure_optimizers(self):
         return torch.optim.Adam([p for p in self.parameters() if p.requires_grad], lr=0.02)
