@@ -257,5 +257,6 @@ class FederatedClient:
             request,
             update=update,
             train_loss=None if train_loss is None else float(train_loss),
+            logged=sorted(trainer.callback_metrics),
             stats={} if masking_callback is None else masking_callback.stats,
         )

@@ -21,6 +21,7 @@ from lightning.pytorch.utilities.model_helpers import is_overridden
 
 from fedmrn_pl.callbacks import FederatedCallback, MaskPacking, RunArtifacts, SeedSync
 from fedmrn_pl.client import ClientData, FederatedClient, local_trainer, quiet_lightning
+from fedmrn_pl.federated.metric_keys import MetricKeys
 from fedmrn_pl.federated.sampling import sample_clients
 from fedmrn_pl.federated.strategies import FedMRN, Strategy
 from fedmrn_pl.federated.workers import ClientWorkerPool
@@ -61,6 +62,8 @@ class FederatedTrainer:
             ``trainer_kwargs["devices"]``.
         output_dir: if set, ``metrics.json`` and the plots are written there when the run ends.
         label: the run's name in summaries and plots; default ``fedmrn-<mask kind>`` or the strategy's name.
+        metric_keys: the names your module logs for ``train/loss``, ``test/acc`` and ``test/loss``,
+            e.g. ``{"test/acc": "val_acc"}``; see ``MetricKeys``.
     """
 
     def __init__(
@@ -83,6 +86,7 @@ class FederatedTrainer:
         worker_devices: Sequence[Any] | None = None,
         output_dir: str | Path | None = None,
         label: str | None = None,
+        metric_keys: Mapping[str, str] | None = None,
     ) -> None:
         if isinstance(strategy, FedMRN) != (masking is not None):
             raise ValueError("FedMRN needs a MaskingConfig and dense strategies need masking=None")
@@ -118,7 +122,10 @@ class FederatedTrainer:
         self.trainer_kwargs = dict(trainer_kwargs or {})
         self.label = label or (strategy.name if masking is None else f"{strategy.name}-{masking.kind}")
         self.callbacks, self.wire = _with_default_callbacks(callbacks, output_dir)
-        self.client = FederatedClient(module, data, masking, local_epochs, batch_size, run_seed, self.trainer_kwargs)
+        self.metric_keys = MetricKeys(metric_keys)
+        self.client = FederatedClient(
+            module, data, masking, local_epochs, batch_size, run_seed, self.trainer_kwargs, self.metric_keys.train_loss
+        )
         _check_module(module, self.trainer_kwargs)
         self.global_state = module_state(module)
         _check_wire_dtypes(self.global_state)
@@ -181,7 +188,8 @@ class FederatedTrainer:
                 self.global_state = new_state
         self._call("on_aggregate_end", server_round, accepted)
         metrics = self._round_metrics(server_round, results, accepted, kept_previous)
-        metrics.update(self.evaluate())
+        self.metric_keys.check_clients(accepted)
+        metrics.update(self.metric_keys.with_standard_keys(self.evaluate()))
         metrics["round/seconds"] = time.perf_counter() - started
         self.history.append(metrics)
         self.completed_rounds = server_round
