@@ -19,7 +19,7 @@ import lightning as L
 import torch
 from lightning.pytorch.utilities.model_helpers import is_overridden
 
-from fedmrn_pl.callbacks import FederatedCallback, MaskPacking, RunArtifacts, SeedSync
+from fedmrn_pl.callbacks import FederatedCallback, MaskPacking, RoundMetricsLogger, RunArtifacts, SeedSync
 from fedmrn_pl.client import ClientData, FederatedClient, local_trainer, quiet_lightning
 from fedmrn_pl.federated.metric_keys import MetricKeys
 from fedmrn_pl.federated.sampling import sample_clients
@@ -29,6 +29,7 @@ from fedmrn_pl.masking import MaskingConfig
 from fedmrn_pl.messages import FitRequest, FitResult
 from fedmrn_pl.report import run_summary, sample_weighted_mean, state_bytes
 from fedmrn_pl.state import frozen_names, load_module_state, module_state
+from fedmrn_pl.trainer_kwargs import check_trainer_kwargs, user_loggers
 from fedmrn_pl.update import ClientUpdate
 from fedmrn_pl.wire import DEFAULT_MAX_BYTES, PayloadError, TensorSpec, expected_manifest
 
@@ -54,7 +55,9 @@ class FederatedTrainer:
         min_clients: fewest valid updates a round needs to change the global model.
         callbacks: federated callbacks; ``SeedSync`` and ``MaskPacking`` are added if absent.
         trainer_kwargs: passed to each local ``lightning.Trainer`` and the evaluation one
-            (``accelerator``, ``devices``, ``precision`` ...).
+            (``accelerator``, ``devices``, ``precision`` ...); keys the trainer sets itself
+            (``max_epochs`` ...) are refused. A ``logger`` gets each client fit under
+            ``round_<r>/client_<c>/`` and the round metrics at ``step = round``.
         max_payload_bytes: payloads above this size are refused unread.
         client_workers: processes that train clients in parallel (1: in this process).
         worker_devices: device indices the workers spread over, e.g. ``[0, 1, 2, 3]`` for
@@ -120,8 +123,11 @@ class FederatedTrainer:
         self.worker_devices = list(worker_devices) if worker_devices is not None else None
         self._pool: ClientWorkerPool | None = None
         self.trainer_kwargs = dict(trainer_kwargs or {})
+        check_trainer_kwargs(self.trainer_kwargs)
         self.label = label or (strategy.name if masking is None else f"{strategy.name}-{masking.kind}")
         self.callbacks, self.wire = _with_default_callbacks(callbacks, output_dir)
+        if user_loggers(self.trainer_kwargs):
+            self.callbacks.append(RoundMetricsLogger(user_loggers(self.trainer_kwargs)))
         self.metric_keys = MetricKeys(metric_keys)
         self.client = FederatedClient(
             module, data, masking, local_epochs, batch_size, run_seed, self.trainer_kwargs, self.metric_keys.train_loss
