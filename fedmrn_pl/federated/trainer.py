@@ -19,7 +19,14 @@ import lightning as L
 import torch
 from lightning.pytorch.utilities.model_helpers import is_overridden
 
-from fedmrn_pl.callbacks import FederatedCallback, MaskPacking, RoundMetricsLogger, RunArtifacts, SeedSync
+from fedmrn_pl.callbacks import (
+    FederatedCallback,
+    MaskPacking,
+    ProgressDisplay,
+    RoundMetricsLogger,
+    RunArtifacts,
+    SeedSync,
+)
 from fedmrn_pl.client import ClientData, FederatedClient, local_trainer, quiet_lightning
 from fedmrn_pl.federated.metric_keys import MetricKeys
 from fedmrn_pl.federated.sampling import sample_clients
@@ -53,7 +60,8 @@ class FederatedTrainer:
         batch_size: local batch size.
         run_seed: the seed every random stream is derived from.
         min_clients: fewest valid updates a round needs to change the global model.
-        callbacks: federated callbacks; ``SeedSync`` and ``MaskPacking`` are added if absent.
+        callbacks: federated callbacks; ``SeedSync``, ``MaskPacking`` and ``ProgressDisplay`` (bars
+            on an interactive terminal only) are added if absent.
         trainer_kwargs: passed to each local ``lightning.Trainer`` and the evaluation one
             (``accelerator``, ``devices``, ``precision`` ...); keys the trainer sets itself
             (``max_epochs`` ...) are refused. A ``logger`` gets each client fit under
@@ -330,7 +338,8 @@ class FederatedTrainer:
 def _with_default_callbacks(
     callbacks: Sequence[FederatedCallback], output_dir: str | Path | None
 ) -> tuple[list[FederatedCallback], MaskPacking]:
-    """SeedSync first, RunArtifacts next (when a directory is given), MaskPacking after the user's client hooks.
+    """SeedSync first, RunArtifacts next (when a directory is given), MaskPacking after the user's client hooks;
+    progress on a terminal unless the caller chose a ``ProgressDisplay``.
 
     Returns the callbacks and the one ``MaskPacking``, which owns the wire both ways.
     """
@@ -340,6 +349,8 @@ def _with_default_callbacks(
             raise TypeError(f"callbacks must be FederatedCallback instances, got {type(callback).__name__}")
     if output_dir is not None and not any(isinstance(c, RunArtifacts) for c in callbacks):
         callbacks.insert(0, RunArtifacts(output_dir))
+    if not any(isinstance(c, ProgressDisplay) for c in callbacks):
+        callbacks.append(ProgressDisplay.for_terminal())
     if not any(isinstance(c, SeedSync) for c in callbacks):
         callbacks.insert(0, SeedSync())
     packers = [c for c in callbacks if isinstance(c, MaskPacking)]
