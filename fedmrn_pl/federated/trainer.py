@@ -29,6 +29,7 @@ from fedmrn_pl.callbacks import (
 )
 from fedmrn_pl.client import ClientData, FederatedClient, local_trainer, quiet_lightning
 from fedmrn_pl.federated.metric_keys import MetricKeys
+from fedmrn_pl.federated.run_config import describe_run
 from fedmrn_pl.federated.sampling import sample_clients
 from fedmrn_pl.federated.strategies import FedMRN, Strategy
 from fedmrn_pl.federated.workers import ClientWorkerPool
@@ -218,6 +219,10 @@ class FederatedTrainer:
             trainer = local_trainer(self.trainer_kwargs)
             results = trainer.test(self.module, dataloaders=self.data.test_dataloader(), verbose=False)
         return {key: float(value) for key, value in (results[0] if results else {}).items()}
+
+    def run_config(self) -> dict[str, Any]:
+        """The run's settings as plain data: module hparams, masking, trainer settings (W&B's config)."""
+        return describe_run(self)
 
     # ------------------------------------------------------------ client side
     def _train_clients(self, server_round: int, client_ids: list[int]) -> list[FitResult]:
