@@ -2,6 +2,7 @@
 
 from .base import FederatedCallback, FederatedRun
 from .checkpoint import CHECKPOINT_NAME, FederatedCheckpoint, load_checkpoint, save_checkpoint
+from .lightning_logger import RoundMetricsLogger
 from .mask_packing import MaskPacking
 from .progress import ProgressDisplay
 from .run_artifacts import RunArtifacts
@@ -15,6 +16,7 @@ __all__ = [
     "FederatedRun",
     "MaskPacking",
     "ProgressDisplay",
+    "RoundMetricsLogger",
     "RunArtifacts",
     "SeedSync",
     "WandbLogger",

@@ -40,6 +40,10 @@ class FederatedRun(Protocol):
         """Everything needed to resume (tensors and plain data)."""
         ...
 
+    def run_config(self) -> dict[str, Any]:
+        """The run's settings as plain data: module hparams, masking, trainer settings."""
+        ...
+
 
 class FederatedCallback:
     """Base class of the hooks ``FederatedTrainer`` calls during a run."""

@@ -63,6 +63,11 @@ class ProgressDisplay(FederatedCallback):
         self._rounds_bar: tqdm | None = None
         self._clients_bar: tqdm | None = None
 
+    @classmethod
+    def for_terminal(cls) -> ProgressDisplay:
+        """The Python API's default: bars on an interactive terminal, silent elsewhere (logs, CI, notebooks' pipes)."""
+        return cls(enabled=is_interactive())
+
     @property
     def bars(self) -> bool:
         """Whether this run draws tqdm bars (decided when the run starts)."""

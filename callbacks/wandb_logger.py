@@ -62,7 +62,8 @@ class WandbLogger(FederatedCallback):
             offline/online, and "disabled" from either turns logging off.
         dir: where W&B writes its files (``<dir>/wandb/``), the plots and the model
             file; default the config's ``output_dir``, else the working directory.
-        config: the full resolved experiment config as plain data (``wandb.config``).
+        config: the experiment config as plain data (``wandb.config``); default: the trainer's
+            ``run_config()`` (module hparams, masking and trainer settings).
         log_model: save the final global model and log it as a ``model`` artifact.
     """
 
@@ -107,7 +108,7 @@ class WandbLogger(FederatedCallback):
             name=self.name,
             group=self.group,
             tags=self.tags,
-            config=self.config,
+            config=self.config or trainer.run_config(),
             dir=str(self.dir),
             mode=mode,
             id=self.run_id,

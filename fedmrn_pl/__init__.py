@@ -4,7 +4,8 @@ The public API, kept small:
 
 * ``FederatedTrainer`` runs rounds over any LightningModule; ``FedMRN`` and ``FedAvg``
   are its aggregation strategies; ``MaskingConfig`` says how clients mask.
-* ``FederatedDataModule`` partitions a dataset among clients; ``build_model`` gives the
+* ``FederatedDataModule`` partitions a dataset among clients (``FederatedDataset.from_datasets``
+  wraps your own; ``FederatedDataModule.from_client_datasets`` keeps a natural split); ``build_model`` gives the
   paper's CNN4/CNN8/MLP; ``ClassificationTask`` wraps a model as a LightningModule.
 * ``apply_masked_noise`` / ``remove_masked_noise`` put masked noise on any module.
 * ``encode_update`` / ``decode_update`` are the wire format; ``PayloadError`` its one error.
@@ -26,6 +27,7 @@ _EXPORTS = {
     "FedAvg": "fedmrn_pl.federated",
     "FedMRN": "fedmrn_pl.federated",
     "FederatedDataModule": "fedmrn_pl.data",
+    "FederatedDataset": "fedmrn_pl.data",
     "FederatedTrainer": "fedmrn_pl.federated",
     "FitRequest": "fedmrn_pl.messages",
     "FitResult": "fedmrn_pl.messages",
@@ -47,7 +49,7 @@ _EXPORTS = {
 
 if TYPE_CHECKING:
     from fedmrn_pl.config import ConfigError, load_config
-    from fedmrn_pl.data import FederatedDataModule, load_dataset
+    from fedmrn_pl.data import FederatedDataModule, FederatedDataset, load_dataset
     from fedmrn_pl.experiment import build_trainer, run_experiment
     from fedmrn_pl.federated import FedAvg, FederatedTrainer, FedMRN, Strategy
     from fedmrn_pl.masking import MaskingConfig, ParameterSelector, apply_masked_noise, remove_masked_noise
@@ -79,6 +81,7 @@ __all__ = [
     "FedAvg",
     "FedMRN",
     "FederatedDataModule",
+    "FederatedDataset",
     "FederatedTrainer",
     "FitRequest",
     "FitResult",

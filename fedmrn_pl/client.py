@@ -36,7 +36,8 @@ from fedmrn_pl.masking import (
 )
 from fedmrn_pl.messages import FitRequest, FitResult
 from fedmrn_pl.seeding import derive_seed, make_generator
-from fedmrn_pl.state import load_module_state, module_state
+from fedmrn_pl.state import load_module_state, uploaded_state
+from fedmrn_pl.trainer_kwargs import client_loggers
 from fedmrn_pl.update import DENSE_KIND, ClientUpdate, NoiseSpec
 
 __all__ = ["ClientData", "ClientTimeout", "FederatedClient", "ProgressiveMasking", "local_trainer", "quiet_lightning"]
@@ -171,14 +172,15 @@ def quiet_lightning() -> Iterator[None]:
 def local_trainer(trainer_kwargs: Mapping[str, Any], **settings: Any) -> L.Trainer:
     """A ``lightning.Trainer`` for one local fit or evaluation: no logger, bars, summary or checkpoints.
 
-    ``settings`` are the caller's own (epochs, callbacks); ``trainer_kwargs`` the user's
-    (accelerator, devices, precision ...), whose callbacks are kept beside the caller's.
+    ``settings`` are the caller's own (epochs, callbacks, logger); ``trainer_kwargs`` the user's
+    (accelerator, devices, precision ...), whose callbacks are kept beside the caller's and
+    whose logger the caller routes (see ``client_loggers``).
     """
     merged: dict[str, Any] = dict(
         logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False
     )
     merged.update(settings)
-    merged.update({key: value for key, value in trainer_kwargs.items() if key != "callbacks"})
+    merged.update({key: value for key, value in trainer_kwargs.items() if key not in ("callbacks", "logger")})
     merged["callbacks"] = [*trainer_kwargs.get("callbacks", []), *settings.get("callbacks", [])]
     return L.Trainer(**merged)
 
@@ -263,6 +265,7 @@ class FederatedClient:
             num_sanity_val_steps=0,
             limit_val_batches=0,
             callbacks=callbacks,
+            logger=client_loggers(self.trainer_kwargs, request.server_round, request.client_id),
         )
         try:
             trainer.fit(self.module, train_dataloaders=train_loader)
@@ -270,7 +273,7 @@ class FederatedClient:
             if is_masked(self.module):
                 remove_masked_noise(self.module)
         train_loss = trainer.callback_metrics.get(self.train_loss_key)
-        state = module_state(self.module)
+        state = uploaded_state(self.module)  # frozen parameters stay on the server
         identity = (request.server_round, request.client_id, request.seed)
         if masking_callback is None:
             update = ClientUpdate(*identity, DENSE_KIND, NoiseSpec(), request.num_examples, dense=state)
@@ -288,5 +291,6 @@ class FederatedClient:
             request,
             update=update,
             train_loss=None if train_loss is None else float(train_loss),
+            logged=sorted(trainer.callback_metrics),
             stats={} if masking_callback is None else masking_callback.stats,
         )

@@ -63,7 +63,7 @@ class ModelConfig:
 
     name: ModelName = ModelName["cnn4"]
     bias: bool = False  # the paper's models are bias-free
-    init: InitScheme = InitScheme.paper  # "paper": N(0, 0.01) weights; "default": PyTorch init
+    init: InitScheme | None = None  # null: the model's own (paper for cnn4/cnn8, default for mlp); paper: N(0, 0.01)
 
 
 @dataclass

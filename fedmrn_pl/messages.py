@@ -39,6 +39,7 @@ class FitResult:
     update: ClientUpdate | None = None
     payload: bytes | None = None
     train_loss: float | None = None  # the loss the client's module logged, if it did
+    logged: list[str] = field(default_factory=list)  # every metric key the client's module logged
     stats: dict[str, float] = field(default_factory=dict)  # mask statistics of the client's update
     seconds: float = 0.0  # local training wall time
     dropped: str | None = None  # why the client failed or the server refused its payload

@@ -3,6 +3,8 @@
 ``state_dict()`` lists a tied tensor (an embedding shared with the output layer)
 under each of its names; the federation treats it as one tensor everywhere (masking,
 payload, aggregation, the global model), so it is kept under its first name only.
+A frozen parameter (``requires_grad=False``) is part of the global model but never
+uploaded: no client can change it, so the server keeps its value.
 """
 
 from __future__ import annotations
@@ -12,12 +14,27 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
-__all__ = ["load_module_state", "module_state"]
+__all__ = ["frozen_names", "load_module_state", "module_state", "uploaded_state"]
 
 
 def module_state(module: nn.Module) -> dict[str, torch.Tensor]:
     """A detached CPU copy of ``module``'s state, each tensor once (tied ones under their first name)."""
     return {name: tensor.detach().cpu().clone() for name, tensor in _distinct_state(module).items()}
+
+
+def frozen_names(module: nn.Module) -> set[str]:
+    """Names (as in ``module_state``) of the parameters no client can change: ``requires_grad=False``."""
+    return {
+        name
+        for name, tensor in _distinct_state(module).items()
+        if isinstance(tensor, nn.Parameter) and not tensor.requires_grad
+    }
+
+
+def uploaded_state(module: nn.Module) -> dict[str, torch.Tensor]:
+    """``module_state`` without the frozen parameters: what a client's update carries (buffers included)."""
+    frozen = frozen_names(module)
+    return {name: tensor for name, tensor in module_state(module).items() if name not in frozen}
 
 
 def load_module_state(module: nn.Module, state: Mapping[str, torch.Tensor]) -> None:

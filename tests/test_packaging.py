@@ -72,3 +72,14 @@ def test_the_check_sees_the_known_imports():
     modules = imported_top_level_modules()
     assert {"torch", "lightning", "omegaconf", "pytest", "hypothesis"} <= set(modules)
     assert {"torch", "lightning", "omegaconf", "pytest", "hypothesis", "tqdm"} <= declared_distributions()
+
+
+def test_no_file_holds_a_merge_conflict_marker():
+    markers = ("<" * 7 + " ", "=" * 7 + "\n", ">" * 7 + " ")
+    suffixes = {".py", ".md", ".cfg", ".toml", ".yaml", ".sh", ".txt"}
+    found = []
+    for path in ROOT.rglob("*"):
+        if path.suffix in suffixes and not any(part.startswith(".") for part in path.relative_to(ROOT).parts):
+            text = path.read_text(errors="replace")
+            found += [f"{path.relative_to(ROOT)}" for marker in markers if f"\n{marker}" in text]
+    assert not found, sorted(set(found))

@@ -8,11 +8,12 @@ process or device trains the client.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import lightning as L
 import numpy as np
-from torch.utils.data import DataLoader, Subset
+from torch.utils.data import DataLoader, Dataset, Subset
 
 from fedmrn_pl.data.datasets import FederatedDataset, load_dataset
 from fedmrn_pl.data.partition import PartitionName, partition_stats
@@ -77,6 +78,42 @@ class FederatedDataModule(L.LightningDataModule):
         self.num_workers = num_workers
         self._data: FederatedDataset | None = dataset if isinstance(dataset, FederatedDataset) else None
         self._parts: list[np.ndarray] | None = None
+
+    @classmethod
+    def from_client_datasets(
+        cls,
+        client_datasets: Sequence[Dataset],
+        test: Dataset,
+        *,
+        num_classes: int | None = None,
+        seed: int = 0,
+        batch_size: int = 64,
+        test_batch_size: int = 256,
+        num_workers: int = 0,
+        name: str = "custom",
+    ) -> FederatedDataModule:
+        """Clients whose data is already split (one dataset per speaker, user, device ...): client k is ``client_datasets[k]``.
+
+        Labels are inferred as in ``FederatedDataset.from_datasets`` (for the partition statistics).
+
+        Raises:
+            ValueError: no clients, an empty client, or labels that cannot be inferred.
+        """
+        from fedmrn_pl.data.custom import concat_clients, infer_targets
+
+        train, parts = concat_clients(client_datasets)
+        targets = np.concatenate([infer_targets(d, f"client_datasets[{k}]") for k, d in enumerate(client_datasets)])
+        data = FederatedDataset.from_datasets(train, test, num_classes=num_classes, train_targets=targets, name=name)
+        module = cls(
+            data,
+            num_clients=len(parts),
+            seed=seed,
+            batch_size=batch_size,
+            test_batch_size=test_batch_size,
+            num_workers=num_workers,
+        )
+        module.partition, module._parts = "natural", parts  # the clients' own split, kept as it is
+        return module
 
     def prepare_data(self) -> None:
         """Download the files once per machine, when ``download`` is on."""

@@ -11,7 +11,7 @@ torchvision's generic "not found or corrupted".
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,17 +33,59 @@ class DatasetNotFoundError(FileNotFoundError):
 class FederatedDataset:
     """A train/test pair plus what partitioners and model builders need to know.
 
-    ``train_targets`` lets partitioners split by label without decoding images.
+    ``train_targets`` lets partitioners split by label without decoding images. Your own
+    data (tokens, audio, tables ...) comes in through ``from_datasets``.
     """
 
     name: str  # registry name, e.g. "mnist5k"
-    train: Dataset  # yields (image (C, H, W) float32, integer label)
+    train: Dataset  # yields (input, integer label); built-in sets: (image (C, H, W) float32, label)
     test: Dataset  # same format; the global evaluation set
     train_targets: np.ndarray  # (N_train,) int64 labels, aligned with ``train``
     test_targets: np.ndarray  # (N_test,) int64 labels, aligned with ``test``
     num_classes: int
-    in_channels: int
-    image_size: int  # height = width of the square images
+    in_channels: int | None = None  # image sets only: what the built-in models need
+    image_size: int | None = None  # image sets only: height = width of the square images
+
+    @classmethod
+    def from_datasets(
+        cls,
+        train: Dataset,
+        test: Dataset,
+        *,
+        num_classes: int | None = None,
+        train_targets: Sequence[int] | np.ndarray | None = None,
+        test_targets: Sequence[int] | np.ndarray | None = None,
+        name: str = "custom",
+    ) -> FederatedDataset:
+        """Any pair of ``(input, label)`` torch Datasets; labels read from them unless given.
+
+        Args:
+            train: the training set, partitioned among clients.
+            test: the server's evaluation set.
+            num_classes: default: the largest label + 1.
+            train_targets: one int per training sample; default: inferred (``.targets``, a
+                ``TensorDataset``'s last tensor, else each item's second element).
+            test_targets: the same for ``test``.
+            name: the dataset's name in logs.
+
+        Raises:
+            ValueError: labels cannot be inferred (non-integer) or do not match the data.
+        """
+        from fedmrn_pl.data.custom import infer_targets
+
+        targets = {}
+        for label, dataset, given in (("train", train, train_targets), ("test", test, test_targets)):
+            targets[label] = infer_targets(dataset, label) if given is None else np.asarray(given, dtype=np.int64)
+            if targets[label].shape != (len(dataset),):  # type: ignore[arg-type]
+                raise ValueError(
+                    f"{label}_targets has shape {targets[label].shape}; it needs one label per sample ({len(dataset)},)"  # type: ignore[arg-type]
+                )
+        seen = int(max(targets["train"].max(initial=-1), targets["test"].max(initial=-1))) + 1
+        if num_classes is None:
+            num_classes = max(seen, 1)
+        elif num_classes < seen:
+            raise ValueError(f"num_classes={num_classes} but the data has label {seen - 1}; pass num_classes >= {seen}")
+        return cls(name, train, test, targets["train"], targets["test"], num_classes)
 
 
 # ---------------------------------------------------------------- embedded data

@@ -148,6 +148,7 @@ def _encode_results(results: Sequence[FitResult]) -> bytes:
             {
                 "request": [result.server_round, result.client_id, result.request.num_examples, result.request.seed],
                 "train_loss": result.train_loss,
+                "logged": result.logged,
                 "stats": result.stats,
                 "seconds": result.seconds,
                 "dropped": result.dropped,
@@ -186,6 +187,7 @@ def _decode_results(data: bytes) -> list[FitResult]:
                 FitRequest(*record["request"]),
                 payload=payload,
                 train_loss=record["train_loss"],
+                logged=record["logged"],
                 stats=record["stats"],
                 seconds=record["seconds"],
                 dropped=record["dropped"],

@@ -52,6 +52,8 @@ class FedAvg(Strategy):
         weights = example_weights(updates)
         return {
             name: weighted_average([update.dense[name] for update in updates], weights, like)
+            if name in updates[0].dense
+            else like  # frozen: not uploaded, the server keeps its value
             for name, like in global_state.items()
         }
 
@@ -72,6 +74,8 @@ class FedMRN(Strategy):
         for name, like in global_state.items():
             if name in masked:
                 new_state[name] = like + masked_noise_sum(name, updates, weights, like)
+            elif name not in updates[0].dense:
+                new_state[name] = like  # frozen: not uploaded, the server keeps its value
             else:
                 new_state[name] = weighted_average([update.dense[name] for update in updates], weights, like)
         return new_state

@@ -24,15 +24,25 @@ import lightning as L
 import torch
 from lightning.pytorch.utilities.model_helpers import is_overridden
 
-from fedmrn_pl.callbacks import FederatedCallback, MaskPacking, RunArtifacts, SeedSync
+from fedmrn_pl.callbacks import (
+    FederatedCallback,
+    MaskPacking,
+    ProgressDisplay,
+    RoundMetricsLogger,
+    RunArtifacts,
+    SeedSync,
+)
 from fedmrn_pl.client import ClientData, FederatedClient, local_trainer, quiet_lightning
+from fedmrn_pl.federated.metric_keys import MetricKeys
+from fedmrn_pl.federated.run_config import describe_run
 from fedmrn_pl.federated.sampling import sample_clients
 from fedmrn_pl.federated.strategies import FedMRN, Strategy
 from fedmrn_pl.federated.distributed import DEFAULT_TIMEOUT_SECONDS, Ranks, clients_of_rank, local_device_index
 from fedmrn_pl.masking import MaskingConfig
 from fedmrn_pl.messages import FitRequest, FitResult
 from fedmrn_pl.report import run_summary, sample_weighted_mean, state_bytes
-from fedmrn_pl.state import load_module_state, module_state
+from fedmrn_pl.state import frozen_names, load_module_state, module_state
+from fedmrn_pl.trainer_kwargs import check_trainer_kwargs, user_loggers
 from fedmrn_pl.update import ClientUpdate
 from fedmrn_pl.wire import DEFAULT_MAX_BYTES, PayloadError, TensorSpec, expected_manifest
 
@@ -56,9 +66,12 @@ class FederatedTrainer:
         batch_size: local batch size.
         run_seed: the seed every random stream is derived from.
         min_clients: fewest valid updates a round needs to change the global model.
-        callbacks: federated callbacks; ``SeedSync`` and ``MaskPacking`` are added if absent.
+        callbacks: federated callbacks; ``SeedSync``, ``MaskPacking`` and ``ProgressDisplay`` (bars
+            on an interactive terminal only) are added if absent.
         trainer_kwargs: passed to each local ``lightning.Trainer`` and the evaluation one
-            (``accelerator``, ``devices``, ``precision`` ...).
+            (``accelerator``, ``devices``, ``precision`` ...); keys the trainer sets itself
+            (``max_epochs`` ...) are refused. A ``logger`` gets each client fit under
+            ``round_<r>/client_<c>/`` and the round metrics at ``step = round``.
         max_payload_bytes: payloads above this size are refused unread.
         threads: torch intra-op threads while the run trains and evaluates (restored after);
             CPU sums depend on it, so equal results need equal counts. None keeps the process's.
@@ -67,6 +80,8 @@ class FederatedTrainer:
             after its current batch and dropped with the reason (None: no limit).
         output_dir: if set, ``metrics.json`` and the plots are written there when the run ends.
         label: the run's name in summaries and plots; default ``fedmrn-<mask kind>`` or the strategy's name.
+        metric_keys: the names your module logs for ``train/loss``, ``test/acc`` and ``test/loss``,
+            e.g. ``{"test/acc": "val_acc"}``; see ``MetricKeys``.
     """
 
     def __init__(
@@ -90,6 +105,7 @@ class FederatedTrainer:
         client_timeout: float | None = None,
         output_dir: str | Path | None = None,
         label: str | None = None,
+        metric_keys: Mapping[str, str] | None = None,
     ) -> None:
         if isinstance(strategy, FedMRN) != (masking is not None):
             raise ValueError("FedMRN needs a MaskingConfig and dense strategies need masking=None")
@@ -122,17 +138,29 @@ class FederatedTrainer:
         self.threads = threads
         self.ranks = Ranks.from_environment(timeout_seconds)
         self.trainer_kwargs = _per_rank_trainer_kwargs(dict(trainer_kwargs or {}), self.ranks)
+        check_trainer_kwargs(self.trainer_kwargs)
         self.label = label or (strategy.name if masking is None else f"{strategy.name}-{masking.kind}")
         self.callbacks, self.wire = _with_default_callbacks(callbacks, output_dir)
+        if user_loggers(self.trainer_kwargs):
+            self.callbacks.append(RoundMetricsLogger(user_loggers(self.trainer_kwargs)))
+        self.metric_keys = MetricKeys(metric_keys)
         self.client = FederatedClient(
-            module, data, masking, local_epochs, batch_size, run_seed, self.trainer_kwargs, timeout_seconds=client_timeout
+            module,
+            data,
+            masking,
+            local_epochs,
+            batch_size,
+            run_seed,
+            self.trainer_kwargs,
+            train_loss_key=self.metric_keys.train_loss,
+            timeout_seconds=client_timeout,
         )
         _check_module(module, self.trainer_kwargs)
         self.global_state = module_state(module)
         _check_wire_dtypes(self.global_state)
         self.masked_names = self._masked_names()
-        masked = set(self.masked_names)
-        dense = {name: t for name, t in self.global_state.items() if name not in masked}
+        masked, self.frozen_names = set(self.masked_names), sorted(frozen_names(module))  # frozen: never uploaded
+        dense = {n: t for n, t in self.global_state.items() if n not in masked and n not in self.frozen_names}
         self.expected_manifest: dict[str, TensorSpec] = expected_manifest(
             masks={name: t.shape for name, t in self.global_state.items() if name in masked},
             dense={name: t.shape for name, t in dense.items()},
@@ -213,7 +241,8 @@ class FederatedTrainer:
                 self.global_state = new_state
         self._call("on_aggregate_end", server_round, accepted)
         metrics = self._round_metrics(server_round, results, accepted, kept_previous)
-        metrics.update(self.evaluate())
+        self.metric_keys.check_clients(accepted)
+        metrics.update(self.metric_keys.with_standard_keys(self.evaluate()))
         return metrics
 
     def evaluate(self) -> dict[str, float]:
@@ -223,6 +252,10 @@ class FederatedTrainer:
             trainer = local_trainer(self.trainer_kwargs)
             results = trainer.test(self.module, dataloaders=self.data.test_dataloader(), verbose=False)
         return {key: float(value) for key, value in (results[0] if results else {}).items()}
+
+    def run_config(self) -> dict[str, Any]:
+        """The run's settings as plain data: module hparams, masking, trainer settings (W&B's config)."""
+        return describe_run(self)
 
     # ------------------------------------------------------------ client side
     def _train_clients(self, server_round: int, client_ids: list[int]) -> list[FitResult]:
@@ -270,7 +303,7 @@ class FederatedTrainer:
     ) -> dict[str, Any]:
         sent = [result for result in results if result.payload is not None]
         uplink = sum(len(result.payload) for result in sent)  # type: ignore[arg-type]
-        dense_uplink = len(sent) * state_bytes(self.global_state)
+        dense_uplink = len(sent) * state_bytes({n: t for n, t in self.global_state.items() if n in self.expected_manifest})
         previous = self.history[-1]["uplink/cumulative_bytes"] if self.history else 0
         with_loss = [result for result in accepted if result.train_loss is not None]
         metrics: dict[str, Any] = {
@@ -343,7 +376,8 @@ class FederatedTrainer:
 def _with_default_callbacks(
     callbacks: Sequence[FederatedCallback], output_dir: str | Path | None
 ) -> tuple[list[FederatedCallback], MaskPacking]:
-    """SeedSync first, RunArtifacts next (when a directory is given), MaskPacking after the user's client hooks.
+    """SeedSync first, RunArtifacts next (when a directory is given), MaskPacking after the user's client hooks;
+    progress on a terminal unless the caller chose a ``ProgressDisplay``.
 
     Returns the callbacks and the one ``MaskPacking``, which owns the wire both ways.
     """
@@ -353,6 +387,8 @@ def _with_default_callbacks(
             raise TypeError(f"callbacks must be FederatedCallback instances, got {type(callback).__name__}")
     if output_dir is not None and not any(isinstance(c, RunArtifacts) for c in callbacks):
         callbacks.insert(0, RunArtifacts(output_dir))
+    if not any(isinstance(c, ProgressDisplay) for c in callbacks):
+        callbacks.append(ProgressDisplay.for_terminal())
     if not any(isinstance(c, SeedSync) for c in callbacks):
         callbacks.insert(0, SeedSync())
     packers = [c for c in callbacks if isinstance(c, MaskPacking)]

@@ -20,7 +20,8 @@ class MLP(nn.Module):
         num_classes: Number of logits produced by the head.
         hidden: Widths of the hidden layers, in order.
         bias: Whether the linears carry biases (the paper uses none).
-        init: ``"paper"`` (N(0, 0.01) weights) or ``"default"`` (PyTorch init).
+        init: ``"default"`` (PyTorch init, which learns without normalisation layers) or
+            ``"paper"`` (N(0, 0.01) weights).
     """
 
     def __init__(
@@ -29,7 +30,7 @@ class MLP(nn.Module):
         num_classes: int,
         hidden: Sequence[int] = (200, 200),
         bias: bool = False,
-        init: str = "paper",
+        init: str = "default",
     ) -> None:
         super().__init__()
         InitScheme.parse(init, "init")  # early, so a typo never trains silently

@@ -11,7 +11,7 @@ from fedmrn_pl.choices import Choice
 from fedmrn_pl.models.cnn import CNN4, CNN8
 from fedmrn_pl.models.mlp import MLP
 
-__all__ = ["ModelName", "build_model"]
+__all__ = ["DEFAULT_INIT", "ModelName", "build_model"]
 
 
 def _build_mlp(in_channels: int, num_classes: int, image_size: int, bias: bool, init: str) -> nn.Module:
@@ -25,6 +25,11 @@ _BUILDERS: dict[str, Callable[[int, int, int, bool, str], nn.Module]] = {
 }
 ModelName = Choice("ModelName", [(name, name) for name in sorted(_BUILDERS)])  # the valid model names
 
+# Each model's init when none is asked for: one that learns. The CNNs' BatchNorm rescales the
+# paper's N(0, 0.01) weights; the MLP has no normalisation, so N(0, 0.01) shrinks activations
+# ~100x per layer and the logits start near zero (digits: 0.21 after 10 rounds, 0.82 with PyTorch's init).
+DEFAULT_INIT = {"cnn4": "paper", "cnn8": "paper", "mlp": "default"}
+
 
 def build_model(
     name: str,
@@ -33,7 +38,7 @@ def build_model(
     num_classes: int,
     image_size: int,
     bias: bool = False,
-    init: str = "paper",
+    init: str | None = None,
     seed: int | None = None,
 ) -> nn.Module:
     """Construct one of the built-in models for images of the given shape.
@@ -44,7 +49,8 @@ def build_model(
         num_classes: Number of output logits.
         image_size: Height (= width) of the square input images.
         bias: Whether convs/linears carry biases (the paper's models do not).
-        init: ``"paper"`` (N(0, 0.01) weights) or ``"default"`` (PyTorch init).
+        init: ``"paper"`` (N(0, 0.01) weights), ``"default"`` (PyTorch init), or None for the
+            model's own default (``DEFAULT_INIT``: paper for the CNNs, default for the MLP).
         seed: If given, initialise from this seed inside ``torch.random.fork_rng``,
             so equal seeds give identical weights and the global RNG is untouched.
 
@@ -54,7 +60,9 @@ def build_model(
     Raises:
         ValueError: If ``name`` or ``init`` is unknown.
     """
-    builder = _BUILDERS[ModelName.parse(str(name).lower(), "model").value]
+    key = ModelName.parse(str(name).lower(), "model").value
+    builder = _BUILDERS[key]
+    init = DEFAULT_INIT[key] if init is None else init
     if seed is None:
         return builder(in_channels, num_classes, image_size, bias, init)
     with torch.random.fork_rng(devices=[]):

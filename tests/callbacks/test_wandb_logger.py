@@ -188,7 +188,8 @@ def test_failed_run_exits_1_and_a_resume_continues_the_same_run(wandb_env: Path,
         }
     ]
     trainer = SimpleNamespace(
-        history=[], completed_rounds=0, global_state={"w": torch.ones(2, 2)}, elapsed_seconds=1.0, summary=None
+        history=[], completed_rounds=0, global_state={"w": torch.ones(2, 2)}, elapsed_seconds=1.0, summary=None,
+        run_config=lambda: {},
     )
     first = WandbLogger(dir=tmp_path, log_model=False)
     first.on_fit_start(trainer)
@@ -271,3 +272,26 @@ def test_round_scalars_keep_grouped_numbers_and_count_clients() -> None:
         "clients/dropped": 1,
         "round/kept_previous_model": 0,
     }
+
+
+def test_a_python_api_run_logs_hparams_masking_and_trainer_settings(wandb_env: Path, tmp_path: Path) -> None:
+    from fedmrn_pl import FederatedTrainer, FedMRN, MaskingConfig
+    from tests.federated.test_one_mask_per_step import TiedLM, TokenClients
+
+    class SavedLM(TiedLM):
+        def __init__(self, hidden: int = 16, note: str = "tied") -> None:
+            super().__init__(hidden)
+            self.save_hyperparameters()
+
+    trainer = FederatedTrainer(
+        SavedLM(), TokenClients(), FedMRN(), MaskingConfig(), rounds=1, clients_per_round=1, local_epochs=2,
+        callbacks=[WandbLogger(dir=tmp_path, log_model=False)],
+    )
+    trainer.fit()
+    (log,) = offline_logs(tmp_path)
+    run = next(of_type(read_records(log), "run"))
+    config = {item.key: json.loads(item.value_json) for item in run.config.update if item.key != "_wandb"}
+    assert config["module"]["class"].endswith(".SavedLM") and config["module"]["hparams"] == {"hidden": 16, "note": "tied"}
+    assert config["masking"]["kind"] == "binary" and config["masking"]["noise"] == {"family": "uniform", "alpha": 0.01}
+    assert config["strategy"] == "fedmrn" and config["trainer"]["local_epochs"] == 2
+    assert config["trainer"]["metric_keys"]["test/acc"] == "test/acc"

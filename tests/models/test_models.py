@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from fedmrn_pl.models import CNN4, CNN8, MLP, PAPER_INIT_STD, ModelName, build_model
+from fedmrn_pl.models import CNN4, CNN8, DEFAULT_INIT, MLP, PAPER_INIT_STD, ModelName, build_model
 
 
 def _weighted_layers(model: nn.Module) -> list[nn.Module]:
@@ -66,7 +66,7 @@ def test_models_are_bias_free_by_default_and_biased_on_request(name: str) -> Non
 
 @pytest.mark.parametrize("name", ModelName.values())
 def test_paper_init_draws_weights_with_std_close_to_0_01(name: str) -> None:
-    model = build_model(name, in_channels=3, num_classes=10, image_size=32, bias=True, seed=0)
+    model = build_model(name, in_channels=3, num_classes=10, image_size=32, bias=True, init="paper", seed=0)
     weights = torch.cat([m.weight.detach().flatten() for m in _weighted_layers(model)])
     assert weights.std().item() == pytest.approx(PAPER_INIT_STD, rel=0.02)
     assert abs(weights.mean().item()) < 1e-3
@@ -109,3 +109,14 @@ def test_unknown_init_lists_valid_schemes() -> None:
 
 def test_model_names_are_case_insensitive() -> None:
     assert isinstance(build_model("CNN4", in_channels=1, num_classes=10, image_size=28), CNN4)
+
+
+def test_each_model_defaults_to_an_init_that_learns():
+    """The CNNs keep the paper's N(0, 0.01) (BatchNorm rescales it); the MLP, with no normalisation, keeps PyTorch's."""
+    assert DEFAULT_INIT == {"cnn4": "paper", "cnn8": "paper", "mlp": "default"}
+    mlp = build_model("mlp", in_channels=1, num_classes=10, image_size=8, seed=0)
+    cnn = build_model("cnn4", in_channels=1, num_classes=10, image_size=8, seed=0)
+    assert mlp.net[0].weight.std() > 0.05  # Kaiming-uniform over 64 inputs: ~0.07
+    assert abs(float(cnn.head.weight.std()) - 0.01) < 0.002
+    paper = build_model("mlp", in_channels=1, num_classes=10, image_size=8, init="paper", seed=0)
+    assert abs(float(paper.net[0].weight.std()) - 0.01) < 0.002
