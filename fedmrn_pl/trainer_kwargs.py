@@ -23,7 +23,7 @@ OWN_SETTINGS = {
     "min_epochs": "local_epochs",
     "max_steps": "local_epochs",
     "min_steps": "local_epochs",
-    "max_time": "local_epochs",
+    "max_time": "client_timeout (a client past it is dropped)",
     "num_sanity_val_steps": "test_step on the server (client fits run no validation)",
     "limit_val_batches": "test_step on the server (client fits run no validation)",
     "val_check_interval": "test_step on the server (client fits run no validation)",
