@@ -26,7 +26,7 @@ from fedmrn_pl.masking.functional import Schedule
 from fedmrn_pl.models.initialization import InitScheme
 from fedmrn_pl.models.registry import ModelName
 from fedmrn_pl.update import DenseDtype, MaskKind, NoiseFamily
-from fedmrn_pl.wire.format import MaskEncoding
+from fedmrn_pl.wire.format import DenseEncoding, MaskEncoding
 
 __all__ = ["ConfigError", "ExperimentConfig", "Method", "bundled_config_path", "load_config", "to_container", "validate"]
 
@@ -77,6 +77,7 @@ class MethodConfig:
     schedule: Schedule = Schedule.linear  # PSM schedule; constant = plain SM
     dense_dtype: DenseDtype = DenseDtype.float32  # dense tensors on the wire
     mask_encoding: MaskEncoding = MaskEncoding.coded  # masks on the wire: entropy-coded where shorter, or packed
+    dense_encoding: DenseEncoding = DenseEncoding.deflate  # dense tensors on the wire: deflated where shorter, or raw
     mask_include: list[str] = field(default_factory=list)  # name patterns always masked
     mask_exclude: list[str] = field(default_factory=list)  # name patterns never masked
 

@@ -98,7 +98,10 @@ def build_trainer(
     masking = masking_from_config(config)
     save_dir = Path(config.output_dir) / "payloads" if config.save_payloads else None
     packing = MaskPacking(
-        dense_dtype=config.method.dense_dtype, save_dir=save_dir, mask_encoding=config.method.mask_encoding
+        dense_dtype=config.method.dense_dtype,
+        save_dir=save_dir,
+        mask_encoding=config.method.mask_encoding,
+        dense_encoding=config.method.dense_encoding,
     )
     return FederatedTrainer(
         module,
@@ -218,6 +221,7 @@ def run_experiment(config: DictConfig, callbacks: Sequence[FederatedCallback] = 
         extra={
             "dense_dtype": str(config.method.dense_dtype),
             "mask_encoding": str(config.method.mask_encoding),
+            "dense_encoding": str(config.method.dense_encoding),
             "partition": {**datamodule.partition_stats["summary"], "client_sizes": datamodule.partition_stats["sizes"]},
             "config": to_container(config, resolve=False),
         },
