@@ -119,6 +119,8 @@ def build_trainer(
         threads=train.threads,
         timeout_seconds=train.dist_timeout,
         client_timeout=train.client_timeout,
+        downlink=config.method.downlink,
+        dense_sync_every=config.method.dense_sync_every,
     )
 
 
@@ -222,6 +224,7 @@ def run_experiment(config: DictConfig, callbacks: Sequence[FederatedCallback] = 
             "dense_dtype": str(config.method.dense_dtype),
             "mask_encoding": str(config.method.mask_encoding),
             "dense_encoding": str(config.method.dense_encoding),
+            "downlink": str(config.method.downlink),
             "partition": {**datamodule.partition_stats["summary"], "client_sizes": datamodule.partition_stats["sizes"]},
             "config": to_container(config, resolve=False),
         },

@@ -11,6 +11,7 @@ from __future__ import annotations
 from fedmrn_pl.wire.bits import pack_bits, packed_size, unpack_bits
 from fedmrn_pl.wire.dense_coding import DenseEncoding
 from fedmrn_pl.wire.errors import PayloadError
+from fedmrn_pl.wire.round_message import RoundMessage, decode_round_message, encode_round_message
 from fedmrn_pl.wire.format import DEFAULT_MAX_BYTES, MaskEncoding, TensorSpec, decode_update, describe_payload, encode_update, expected_manifest
 from fedmrn_pl.wire.layout import (
     CHECKSUM_SIZE,
@@ -30,9 +31,12 @@ __all__ = [
     "MAGIC",
     "MaskEncoding",
     "PayloadError",
+    "RoundMessage",
     "TensorSpec",
+    "decode_round_message",
     "decode_update",
     "describe_payload",
+    "encode_round_message",
     "encode_update",
     "expected_manifest",
     "manifest_size",
