@@ -13,7 +13,7 @@ import torch
 
 from fedmrn_pl.messages import FitResult
 from fedmrn_pl.update import DENSE_KIND, ClientUpdate, DenseDtype
-from fedmrn_pl.wire import MaskEncoding, PayloadError, decode_update, encode_update
+from fedmrn_pl.wire import DenseEncoding, MaskEncoding, PayloadError, decode_update, encode_update
 
 from .base import FederatedCallback, FederatedRun
 
@@ -31,13 +31,20 @@ class MaskPacking(FederatedCallback):
             sends 8 mask bits per byte; both decode to the same masks.
         save_dir: if set, every payload is also written there as
             ``round_RRRR_client_CCCC.fmrn`` (inspect with ``fedmrn-pl inspect``).
+        dense_encoding: "deflate" deflates each dense tensor by byte plane where that is
+            shorter, "raw" sends raw bytes; both decode to the same values.
     """
 
     def __init__(
-        self, dense_dtype: str = "float32", save_dir: str | Path | None = None, mask_encoding: str = "coded"
+        self,
+        dense_dtype: str = "float32",
+        save_dir: str | Path | None = None,
+        mask_encoding: str = "coded",
+        dense_encoding: str = "deflate",
     ) -> None:
         self.dense_dtype = DenseDtype.parse(dense_dtype, "dense_dtype")
         self.mask_encoding = MaskEncoding.parse(mask_encoding, "mask_encoding")
+        self.dense_encoding = DenseEncoding.parse(dense_encoding, "dense_encoding")
         self.save_dir = None if save_dir is None else Path(save_dir)
 
     def on_client_fit_end(self, trainer: FederatedRun, result: FitResult) -> None:
@@ -46,7 +53,9 @@ class MaskPacking(FederatedCallback):
             return
         # float32: each dense tensor in its own dtype; float16: every floating one as float16.
         dense_dtype = None if self.dense_dtype is DenseDtype.float32 else self.dense_dtype.value
-        result.payload = encode_update(result.update, dense_dtype=dense_dtype, mask_encoding=self.mask_encoding)
+        result.payload = encode_update(
+            result.update, dense_dtype=dense_dtype, mask_encoding=self.mask_encoding, dense_encoding=self.dense_encoding
+        )
         result.update = None
         if self.save_dir is not None:
             self.save_dir.mkdir(parents=True, exist_ok=True)

@@ -22,11 +22,12 @@ from fedmrn_pl.callbacks.wandb_logger import WandbMode
 from fedmrn_pl.choices import Choice
 from fedmrn_pl.data.datasets import DatasetName
 from fedmrn_pl.data.partition import PartitionName
+from fedmrn_pl.federated.downlink import DownlinkMode
 from fedmrn_pl.masking.functional import Schedule
 from fedmrn_pl.models.initialization import InitScheme
 from fedmrn_pl.models.registry import ModelName
 from fedmrn_pl.update import DenseDtype, MaskKind, NoiseFamily
-from fedmrn_pl.wire.format import MaskEncoding
+from fedmrn_pl.wire.format import DenseEncoding, MaskEncoding
 
 __all__ = ["ConfigError", "ExperimentConfig", "Method", "bundled_config_path", "load_config", "to_container", "validate"]
 
@@ -77,6 +78,9 @@ class MethodConfig:
     schedule: Schedule = Schedule.linear  # PSM schedule; constant = plain SM
     dense_dtype: DenseDtype = DenseDtype.float32  # dense tensors on the wire
     mask_encoding: MaskEncoding = MaskEncoding.coded  # masks on the wire: entropy-coded where shorter, or packed
+    dense_encoding: DenseEncoding = DenseEncoding.deflate  # dense tensors on the wire: deflated where shorter, or raw
+    downlink: DownlinkMode = DownlinkMode.dense  # what clients download: the dense model, or the round messages they missed
+    dense_sync_every: int = 10  # downlink=masks: a client that missed more rounds than this gets the dense model
     mask_include: list[str] = field(default_factory=list)  # name patterns always masked
     mask_exclude: list[str] = field(default_factory=list)  # name patterns never masked
 
@@ -141,6 +145,7 @@ _POSITIVE = (
     "train.local_epochs",
     "train.batch_size",
     "train.min_clients",
+    "method.dense_sync_every",
 )
 # Values published as the W&B run's identity (names, debug.log): no interpolation, so
 # an ${oc.env:...} secret can never leave the machine through them.

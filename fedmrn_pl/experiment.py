@@ -98,7 +98,10 @@ def build_trainer(
     masking = masking_from_config(config)
     save_dir = Path(config.output_dir) / "payloads" if config.save_payloads else None
     packing = MaskPacking(
-        dense_dtype=config.method.dense_dtype, save_dir=save_dir, mask_encoding=config.method.mask_encoding
+        dense_dtype=config.method.dense_dtype,
+        save_dir=save_dir,
+        mask_encoding=config.method.mask_encoding,
+        dense_encoding=config.method.dense_encoding,
     )
     return FederatedTrainer(
         module,
@@ -116,6 +119,8 @@ def build_trainer(
         threads=train.threads,
         timeout_seconds=train.dist_timeout,
         client_timeout=train.client_timeout,
+        downlink=config.method.downlink,
+        dense_sync_every=config.method.dense_sync_every,
     )
 
 
@@ -218,6 +223,8 @@ def run_experiment(config: DictConfig, callbacks: Sequence[FederatedCallback] = 
         extra={
             "dense_dtype": str(config.method.dense_dtype),
             "mask_encoding": str(config.method.mask_encoding),
+            "dense_encoding": str(config.method.dense_encoding),
+            "downlink": str(config.method.downlink),
             "partition": {**datamodule.partition_stats["summary"], "client_sizes": datamodule.partition_stats["sizes"]},
             "config": to_container(config, resolve=False),
         },

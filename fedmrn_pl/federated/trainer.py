@@ -33,6 +33,7 @@ from fedmrn_pl.callbacks import (
     SeedSync,
 )
 from fedmrn_pl.client import ClientData, FederatedClient, local_trainer, quiet_lightning
+from fedmrn_pl.federated.downlink import DownlinkReceiver, ServerDownlink, rebuild_global
 from fedmrn_pl.federated.metric_keys import MetricKeys
 from fedmrn_pl.federated.run_config import describe_run
 from fedmrn_pl.federated.sampling import sample_clients
@@ -82,6 +83,9 @@ class FederatedTrainer:
         label: the run's name in summaries and plots; default ``fedmrn-<mask kind>`` or the strategy's name.
         metric_keys: the names your module logs for ``train/loss``, ``test/acc`` and ``test/loss``,
             e.g. ``{"test/acc": "val_acc"}``; see ``MetricKeys``.
+        downlink: ``"dense"`` sends the sampled clients the model; ``"masks"`` sends a client the
+            round messages it missed, from which it rebuilds the model bit for bit (see ``downlink.py``).
+        dense_sync_every: with ``downlink="masks"``, a client that missed more rounds gets the dense model.
     """
 
     def __init__(
@@ -106,6 +110,8 @@ class FederatedTrainer:
         output_dir: str | Path | None = None,
         label: str | None = None,
         metric_keys: Mapping[str, str] | None = None,
+        downlink: str = "dense",
+        dense_sync_every: int = 10,
     ) -> None:
         if isinstance(strategy, FedMRN) != (masking is not None):
             raise ValueError("FedMRN needs a MaskingConfig and dense strategies need masking=None")
@@ -166,6 +172,8 @@ class FederatedTrainer:
             dense={name: t.shape for name, t in dense.items()},
             dense_dtypes={name: self.wire.dense_encodings(t.dtype) for name, t in dense.items()},
         )
+        self.downlink = ServerDownlink(downlink, dense_sync_every)
+        self.replica = DownlinkReceiver(strategy, self.expected_manifest, max_payload_bytes)  # checks each round message
         self.completed_rounds = 0  # rounds finished so far (the resume point)
         self.elapsed_seconds = 0.0  # wall time spent in fit(), over resumes too
         self._fit_origin = time.perf_counter()
@@ -203,6 +211,8 @@ class FederatedTrainer:
         """One full round: sample, train clients (this rank's share), aggregate and evaluate on rank 0."""
         started = time.perf_counter()
         client_ids = sample_clients(self.run_seed, server_round, self.data.num_clients, self.clients_per_round)
+        if self.is_global_zero:
+            self.downlink.deliver(server_round, client_ids, self.global_state)
         self._call("on_round_start", server_round, client_ids)
         mine = clients_of_rank(client_ids, self.ranks.rank, self.ranks.world_size)
         gathered = self.ranks.gather_results(self._train_clients(server_round, mine))
@@ -234,11 +244,13 @@ class FederatedTrainer:
                 len(accepted),
                 self.min_clients,
             )
-        else:
-            updates: list[ClientUpdate] = [result.update for result in accepted]  # type: ignore[misc]
-            new_state = self.strategy.aggregate(server_round, self.global_state, updates)
-            if new_state is not None:
-                self.global_state = new_state
+        aggregated = [] if kept_previous else accepted
+        updates: list[ClientUpdate] = [result.update for result in aggregated]  # type: ignore[misc]
+        previous, self.global_state = self.global_state, rebuild_global(self.strategy, server_round, self.global_state, updates)
+        message = self.downlink.record(server_round, [result.payload for result in aggregated], self.global_state)  # type: ignore[misc]
+        if message is not None:  # a client holding the previous model must rebuild this one from the message
+            self.replica.sync(previous, server_round - 1)
+            self.replica.apply(message)
         self._call("on_aggregate_end", server_round, accepted)
         metrics = self._round_metrics(server_round, results, accepted, kept_previous)
         self.metric_keys.check_clients(accepted)
@@ -322,7 +334,7 @@ class FederatedTrainer:
             "uplink/cumulative_bytes": previous + uplink,
             "uplink/dense_bytes": dense_uplink,
             "uplink/compression": dense_uplink / uplink if uplink else math.nan,
-            "downlink/bytes": len(results) * state_bytes(self.global_state),
+            "downlink/bytes": sum(delivery.num_bytes for delivery in self.downlink.deliveries),
         }
         with_stats = [result for result in accepted if result.stats]
         for key in sorted({key for result in with_stats for key in result.stats}):
@@ -341,6 +353,7 @@ class FederatedTrainer:
             "elapsed_seconds": self.elapsed_seconds,
             "history": self.history,
             "strategy": self.strategy.state_dict(),
+            "downlink": self.downlink.state_dict(),
             "callbacks": {callback.state_key: callback.state_dict() for callback in self.callbacks},
         }
 
@@ -357,6 +370,7 @@ class FederatedTrainer:
         self.elapsed_seconds = float(state.get("elapsed_seconds", 0.0))
         self.history = list(state["history"])
         self.strategy.load_state_dict(state.get("strategy", {}))
+        self.downlink.load_state_dict(state.get("downlink", {}))
         saved = state.get("callbacks", {})
         for callback in self.callbacks:
             if callback.state_key in saved:

@@ -1,8 +1,9 @@
 """Encode a :class:`ClientUpdate` to bytes and decode it back, validating everything.
 
 The layout is documented in :mod:`fedmrn_pl.wire.layout`. Encoding is deterministic
-(tensors in sorted-name order, no timestamps) and canonical: a payload that decodes
-re-encodes, with the same ``mask_encoding``, to the very same bytes. Decoding checks sizes, magic, version and checksum, then the header and
+(tensors in sorted-name order, no timestamps) and canonical except for deflated dense
+bodies: a payload that decodes re-encodes, with the same ``mask_encoding``, to the very
+same bytes; a deflated body is any DEFLATE stream of the tensor's bytes (see ``dense_coding``). Decoding checks sizes, magic, version and checksum, then the header and
 manifest, then the manifest against the server's model, all before a tensor is
 allocated; every violation raises :class:`PayloadError`.
 """
@@ -22,6 +23,7 @@ from fedmrn_pl.wire.bits import pack_bits, unpack_bits
 from fedmrn_pl.wire.errors import PayloadError
 from fedmrn_pl.wire.layout import (
     CHECKSUM_SIZE,
+    DEFLATED,
     ENCODING_CODES,
     ENCODING_NDIM,
     FORMAT_VERSION,
@@ -39,14 +41,17 @@ from fedmrn_pl.wire.layout import (
     UINT64,
     UINT64_LIMIT,
     WIRE_NUMPY_DTYPES,
+    body_size,
     checksum,
     dtype_name,
     extent,
 )
+from fedmrn_pl.wire.dense_coding import DenseEncoding, deflate_planes, inflate_planes
 from fedmrn_pl.wire.mask_coding import decode_mask, encode_mask
 from fedmrn_pl.wire.parse import ManifestEntry, ParsedPayload, parse_payload
 
 __all__ = [
+    "DenseEncoding",
     "MaskEncoding",
     "ROLES",
     "TensorSpec",
@@ -113,7 +118,9 @@ def expected_manifest(
 # --------------------------------------------------------------------------- encode
 
 
-def encode_update(update: ClientUpdate, *, dense_dtype: str | None = None, mask_encoding: str = "coded") -> bytes:
+def encode_update(
+    update: ClientUpdate, *, dense_dtype: str | None = None, mask_encoding: str = "coded", dense_encoding: str = "deflate"
+) -> bytes:
     """Serialise ``update`` to the uplink payload (no pickle).
 
     Args:
@@ -124,6 +131,8 @@ def encode_update(update: ClientUpdate, *, dense_dtype: str | None = None, mask_
         mask_encoding: ``"coded"`` entropy-codes each mask whose coded body is shorter
             than its packed one and packs the others; ``"packed"`` packs every mask
             8 per byte. Both decode to the same bits.
+        dense_encoding: ``"deflate"`` deflates each dense body by byte plane where that
+            is shorter and sends the others raw; ``"raw"`` sends every one raw. Lossless.
 
     Returns:
         The payload bytes, identical for identical updates.
@@ -137,16 +146,22 @@ def encode_update(update: ClientUpdate, *, dense_dtype: str | None = None, mask_
     if dense_dtype is not None:
         dense_dtype = DenseDtype.parse(dense_dtype, "dense_dtype").value
     mask_encoding = MaskEncoding.parse(mask_encoding, "mask_encoding")
+    deflate = DenseEncoding.parse(dense_encoding, "dense_encoding") is DenseEncoding.deflate
     dataclasses.replace(update)  # re-runs ClientUpdate's checks, in case its dicts changed since
     tensors = {**update.masks, **update.dense}
     names = sorted(tensors, key=_name_bytes)  # UTF-8 byte order, what the reader checks
     manifest, bodies = [], []
     for name in names:
+        deflated = False
         if name in update.masks:
             encoding, body = _mask_body(update.masks[name], mask_encoding)
         else:
             encoding, body = _dense_body(name, update.dense[name], dense_dtype)
-        manifest.append(_manifest_entry(name, encoding, tuple(tensors[name].shape), len(body)))
+            if deflate and body:
+                coded = deflate_planes(body, TORCH_DTYPES[encoding].itemsize)
+                deflated = len(coded) < len(body)
+                body = coded if deflated else body
+        manifest.append(_manifest_entry(name, encoding, tuple(tensors[name].shape), len(body), deflated))
         bodies.append(body)
     manifest_bytes = b"".join(manifest)
     header = HEADER.pack(
@@ -185,7 +200,7 @@ def _name_bytes(name: str) -> bytes:
     return raw
 
 
-def _manifest_entry(name: str, encoding: str, shape: tuple[int, ...], size: int) -> bytes:
+def _manifest_entry(name: str, encoding: str, shape: tuple[int, ...], size: int, deflated: bool = False) -> bytes:
     """One manifest entry's bytes."""
     if len(shape) > MAX_NDIM:
         raise ValueError(f"tensor {name!r} has {len(shape)} dims, the wire format allows at most {MAX_NDIM}")
@@ -195,7 +210,7 @@ def _manifest_entry(name: str, encoding: str, shape: tuple[int, ...], size: int)
     return b"".join([
         NAME_LEN.pack(len(raw)),
         raw,
-        ENCODING_NDIM.pack(ENCODING_CODES[encoding], len(shape)),
+        ENCODING_NDIM.pack(ENCODING_CODES[encoding] | (DEFLATED if deflated else 0), len(shape)),
         *(UINT64.pack(dim) for dim in shape),
         UINT64.pack(size),
     ])  # fmt: skip
@@ -299,6 +314,11 @@ def _read_body(parsed: ParsedPayload, entry: ManifestEntry) -> torch.Tensor:
             raise PayloadError(f"tensor {entry.name!r}: {err}") from err
     if entry.numel == 0:
         return torch.empty(entry.shape, dtype=TORCH_DTYPES[entry.encoding])
+    if entry.deflated:
+        try:
+            body = inflate_planes(body, TORCH_DTYPES[entry.encoding].itemsize, body_size(entry.encoding, entry.shape))
+        except PayloadError as err:
+            raise PayloadError(f"tensor {entry.name!r}: {err}") from err
     wire = np.frombuffer(body, dtype=WIRE_NUMPY_DTYPES[entry.encoding])
     native = wire.astype(wire.dtype.newbyteorder("="))  # always a copy, native byte order
     return torch.from_numpy(native).reshape(entry.shape)
@@ -351,6 +371,7 @@ def _describe_tensor(parsed: ParsedPayload, entry: ManifestEntry) -> dict:
         "encoding": entry.encoding,
         "numel": entry.numel,
         "body_bytes": entry.size,
+        "deflated": entry.deflated,
     }
     if entry.encoding in MASK_ENCODINGS:
         ones = int(_read_body(parsed, entry).sum()) if entry.numel else 0

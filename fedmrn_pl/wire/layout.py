@@ -13,6 +13,8 @@ A payload is four sections, every integer little-endian::
     bodies    in manifest order: masks packed 8 per byte (see ``bits.py``) or
                                  entropy-coded (see ``mask_coding.py``), dense
                                  tensors as raw little-endian float32/float16/int64
+                                 or, with DEFLATED set in the encoding byte, those
+                                 bytes deflated by byte plane (``dense_coding.py``)
     checksum  CHECKSUM_SIZE bytes of BLAKE2b over everything before it
 
 The codes below are part of the format: never renumber them, only append.
@@ -22,6 +24,11 @@ is shorter than the packed one, so its length is checked to lie in
 ``[coded_overhead(shape), ceil(numel / 8))``: a mask body is never larger than in
 version 1, and a version-1 reader refuses version-2 payloads by their version instead
 of by an encoding code it does not know.
+
+Version 3 added deflated dense bodies: bit 7 (``DEFLATED``) of a dense tensor's encoding
+byte says its body is the raw bytes split into byte planes and raw-DEFLATEd; the low bits
+still name the dtype. A deflated body must be shorter than the raw one and at least
+``1 / MAX_DEFLATE_RATIO`` of it; masks never carry the bit.
 """
 
 from __future__ import annotations
@@ -50,7 +57,7 @@ __all__ = [
 ]
 
 MAGIC = b"FMRN"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 HEADER = struct.Struct("<4sHHQQQBBdQII")
 HEADER_SIZE = HEADER.size  # 58
 CHECKSUM_SIZE = 16
@@ -66,6 +73,7 @@ UINT64 = struct.Struct("<Q")
 MASK_KIND_CODES = {"binary": 0, "signed": 1, "none": 2}
 NOISE_FAMILY_CODES = {"uniform": 0, "gauss": 1, "bernoulli": 2}
 ENCODING_CODES = {"mask": 0, "float32": 1, "float16": 2, "int64": 3, "coded_mask": 4}
+DEFLATED = 0x80  # encoding-byte flag of a deflated dense body; not an encoding of its own
 MASK_ENCODINGS = ("mask", "coded_mask")  # manifest encodings of a mask: packed 8 per byte, entropy-coded
 
 # dense encodings: wire numpy dtype (always little-endian) and in-memory torch dtype

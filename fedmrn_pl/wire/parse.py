@@ -16,6 +16,7 @@ from fedmrn_pl.update import NoiseSpec
 from fedmrn_pl.wire.errors import PayloadError
 from fedmrn_pl.wire.layout import (
     CHECKSUM_SIZE,
+    DEFLATED,
     ENCODING_CODES,
     ENCODING_NDIM,
     FORMAT_VERSION,
@@ -33,6 +34,7 @@ from fedmrn_pl.wire.layout import (
     checksum,
     extent,
 )
+from fedmrn_pl.wire.dense_coding import MAX_DEFLATE_RATIO
 from fedmrn_pl.wire.mask_coding import MAX_SYMBOLS_PER_BYTE, coded_overhead
 
 __all__ = ["Header", "ManifestEntry", "ParsedPayload", "parse_payload"]
@@ -67,6 +69,7 @@ class ManifestEntry:
     shape: tuple[int, ...]
     offset: int
     size: int
+    deflated: bool = False  # a dense body deflated by byte plane (see ``dense_coding``)
 
     @property
     def numel(self) -> int:
@@ -181,10 +184,12 @@ def _parse_manifest(reader: _Reader, count: int, body_start: int) -> tuple[Manif
     entries, previous, offset = [], b"", body_start
     for index in range(count):  # each entry takes >= 13 bytes, so a huge count fails fast
         raw_name, name = _read_name(reader, index, previous)
-        encoding_code, ndim = reader.unpack(ENCODING_NDIM, f"tensor {name!r} encoding and ndim")
+        flagged_code, ndim = reader.unpack(ENCODING_NDIM, f"tensor {name!r} encoding and ndim")
+        encoding_code, deflated = flagged_code & ~DEFLATED, bool(flagged_code & DEFLATED)
         if encoding_code not in _ENCODINGS:
             raise PayloadError(
-                f"tensor {name!r} has unknown encoding code {encoding_code}; expected one of {_ENCODINGS}"
+                f"tensor {name!r} has unknown encoding code {flagged_code}; expected one of {_ENCODINGS}"
+                f" (+{DEFLATED} for a deflated dense body)"
             )
         if ndim > MAX_NDIM:
             raise PayloadError(f"tensor {name!r} has {ndim} dims, expected at most {MAX_NDIM}")
@@ -193,8 +198,10 @@ def _parse_manifest(reader: _Reader, count: int, body_start: int) -> tuple[Manif
             raise PayloadError(f"tensor {name!r} has shape {shape}, larger than the limit of {MAX_NUMEL} elements")
         (size,) = reader.unpack(UINT64, f"tensor {name!r} body length")
         encoding = _ENCODINGS[encoding_code]
-        _check_body_size(name, encoding, shape, size)
-        entries.append(ManifestEntry(name, encoding, shape, offset, size))
+        if deflated and encoding in MASK_ENCODINGS:
+            raise PayloadError(f"tensor {name!r} is a {encoding} marked deflated; only dense bodies can be deflated")
+        _check_body_size(name, encoding, shape, size, deflated)
+        entries.append(ManifestEntry(name, encoding, shape, offset, size, deflated))
         previous, offset = raw_name, offset + size
     if reader.pos != reader.end:
         raise PayloadError(
@@ -203,12 +210,22 @@ def _parse_manifest(reader: _Reader, count: int, body_start: int) -> tuple[Manif
     return tuple(entries)
 
 
-def _check_body_size(name: str, encoding: str, shape: tuple[int, ...], size: int) -> None:
-    """A body's declared length against its shape: exact, or for a coded mask shorter than packed.
+def _check_body_size(name: str, encoding: str, shape: tuple[int, ...], size: int, deflated: bool = False) -> None:
+    """A body's declared length against its shape: exact, or for a coded mask (deflated dense body) shorter than packed (raw).
 
     A coded body may legitimately be ~200x smaller than its packed mask; one claiming more
     than MAX_SYMBOLS_PER_BYTE packed bytes per body byte is refused before it is decoded.
+    A deflated body can be at most MAX_DEFLATE_RATIO times smaller than its raw bytes.
     """
+    if deflated:
+        raw = body_size(encoding, shape)
+        low = -(-raw // MAX_DEFLATE_RATIO)
+        if not 1 <= low <= size < raw:
+            raise PayloadError(
+                f"tensor {name!r} deflated body length is {size} bytes, expected at least {max(low, 1)} and fewer "
+                f"than the {raw} raw bytes of shape {shape} as {encoding} (a body is only deflated when that is shorter)"
+            )
+        return
     if encoding != "coded_mask":
         if size != body_size(encoding, shape):
             raise PayloadError(

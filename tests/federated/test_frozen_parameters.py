@@ -57,7 +57,8 @@ def test_a_frozen_parameter_is_not_uploaded_by_fedavg():
     trainer, history, tap, frozen = _fit(FedAvg(), None)
     assert "embed.weight" not in decode_update(tap.payloads[0]).dense
     assert torch.equal(trainer.global_state["embed.weight"], frozen)
-    assert 0.95 < history[-1]["uplink/compression"] <= 1.0  # header and manifest only
+    assert "embed.weight" not in trainer.expected_manifest  # not counted as uploaded either
+    assert 0.95 < history[-1]["uplink/compression"] < 1.3  # dense float32, deflated where that is shorter
 
 
 def test_a_frozen_tied_parameter_is_one_frozen_tensor():

@@ -32,7 +32,7 @@ def test_fedmrn_learns_digits_well_above_chance(small_config):
 
 @pytest.mark.slow
 def test_fedavg_learns_digits_well_above_chance(small_config):
-    summary = run_experiment(small_config(*LEARNING, "method.name=fedavg", "train.lr=0.03"))
+    summary = run_experiment(small_config(*LEARNING, "method.name=fedavg", "train.lr=0.03", "method.dense_encoding=raw"))
     assert summary["final_test_accuracy"] > 0.6
     assert summary["uplink_compression"] < 1.01
 

@@ -15,6 +15,7 @@ import torch
 import fedmrn_pl.wire
 from fedmrn_pl.update import MASK_KINDS, ClientUpdate, NoiseFamily, NoiseSpec
 from fedmrn_pl.wire import (
+    FORMAT_VERSION,
     CHECKSUM_SIZE,
     HEADER_SIZE,
     PayloadError,
@@ -81,7 +82,7 @@ def raw_payload(
     kind: int = 0,
     family: int = 0,
     alpha: float = 0.5,
-    version: int = 2,
+    version: int = FORMAT_VERSION,
     flags: int = 0,
     count: int | None = None,
     manifest_delta: int = 0,
@@ -115,7 +116,7 @@ def test_decode_of_encode_is_bit_exact_for_every_kind_and_noise_family(mask_kind
 
 def test_float16_option_sends_float32_dense_tensors_as_float16_only():
     update = make_update()
-    payload = encode_update(update, dense_dtype="float16")
+    payload = encode_update(update, dense_dtype="float16", dense_encoding="raw")
     decoded = decode_update(payload, specs_of(update))
     assert decoded.dense["bn.running_var"].dtype == torch.float16
     assert torch.equal(decoded.dense["bn.running_var"], update.dense["bn.running_var"].half())
@@ -123,7 +124,7 @@ def test_float16_option_sends_float32_dense_tensors_as_float16_only():
     assert decoded.dense["bn.num_batches_tracked"].item() == 1234
     for name, mask in update.masks.items():
         assert torch.equal(decoded.masks[name], mask)
-    assert len(payload) == len(encode_update(update)) - 2 * sum(math.prod(DENSE_SHAPES[n]) for n in DENSE_SHAPES
+    assert len(payload) == len(encode_update(update, dense_encoding="raw")) - 2 * sum(math.prod(DENSE_SHAPES[n]) for n in DENSE_SHAPES
                                                                  if n != "bn.num_batches_tracked")  # fmt: skip
 
 
@@ -184,7 +185,7 @@ def test_payload_size_matches_the_documented_formula_exactly():
     masks = sum(math.ceil(math.prod(s) / 8) for s in MASK_SHAPES.values())
     dense = sum(4 * math.prod(s) for n, s in DENSE_SHAPES.items() if n != "bn.num_batches_tracked") + 8
     formula = 58 + manifest + masks + dense + 16
-    assert len(encode_update(update)) == formula
+    assert len(encode_update(update, dense_encoding="raw")) == formula
     assert (HEADER_SIZE, CHECKSUM_SIZE, manifest_size(names)) == (58, 16, manifest)
     dense_specs = {n: (t.shape, t.dtype) for n, t in update.dense.items()}
     assert payload_size(MASK_SHAPES, dense_specs) == formula
@@ -192,7 +193,7 @@ def test_payload_size_matches_the_documented_formula_exactly():
 
 def test_payload_size_counts_float16_and_string_dtypes():
     update = make_update("none")
-    payload = encode_update(update, dense_dtype="float16")
+    payload = encode_update(update, dense_dtype="float16", dense_encoding="raw")
     dense = {n: (t.shape, "int64" if t.dtype == torch.int64 else "float16") for n, t in update.dense.items()}
     assert payload_size({}, dense) == len(payload)
 
@@ -207,14 +208,14 @@ def test_encoder_writes_the_documented_byte_layout():
         [(b"b", 1, (2,), 8), (b"n", 3, (), 8), (b"w", 0, (3, 3), 2)],
         [struct.pack("<2f", 1.5, -2.0), struct.pack("<q", 7), bytes([0b00001101, 0b00000001])],
     )
-    assert encode_update(update) == expected
+    assert encode_update(update, dense_encoding="raw") == expected
 
 
 def test_describe_payload_reports_header_overhead_and_tensors():
     update = make_update("signed", "bernoulli")
     payload = encode_update(update)
     info = describe_payload(payload)
-    assert info["format_version"] == 2
+    assert info["format_version"] == 3
     assert (info["server_round"], info["client_id"], info["seed"], info["num_examples"]) == (3, 17, 2**63 - 5, 600)
     assert (info["mask_kind"], info["noise_family"], info["noise_alpha"]) == ("signed", "bernoulli", 0.0123)
     assert info["total_bytes"] == len(payload)
@@ -259,7 +260,7 @@ def payload() -> bytes:
     ("offset", "fmt", "value", "message"),
     [
         (0, "4s", b"XXXX", r"bad magic b'XXXX', expected b'FMRN'"),
-        (4, "<H", 7, "unsupported format version 7; this reader supports 2"),
+        (4, "<H", 7, "unsupported format version 7; this reader supports 3"),
         (6, "<H", 4, "unsupported flags 0x0004"),
         (32, "B", 3, "unknown mask kind code 3"),
         (33, "B", 9, "unknown noise family code 9"),

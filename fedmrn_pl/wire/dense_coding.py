@@ -1,0 +1,63 @@
+"""Lossless coding of dense tensor bodies: byte planes, then raw DEFLATE.
+
+Dense tensors (BatchNorm state, biases) are ~20% of a coded FedMRN payload. Their
+floats are not random bytes: the sign/exponent byte of a float32 takes few values
+within a tensor. Splitting the little-endian bytes into planes (all byte 0s, then all
+byte 1s ...) puts those alike bytes next to each other, and DEFLATE (zlib, stdlib)
+shrinks them: 7,712 -> ~6,650 bytes per payload of the default run.
+
+A body is deflated only when that is strictly shorter than the raw bytes. Decoding
+accepts any valid raw DEFLATE stream that inflates to exactly the tensor's bytes and
+ends exactly at the body's end: different zlib builds (zlib, zlib-ng) write different
+streams for the same data, so requiring one compressor's output would refuse valid
+payloads from another machine.
+"""
+
+from __future__ import annotations
+
+import zlib
+
+import numpy as np
+
+from fedmrn_pl.choices import Choice
+from fedmrn_pl.wire.errors import PayloadError
+
+__all__ = ["MAX_DEFLATE_RATIO", "DenseEncoding", "deflate_planes", "inflate_planes"]
+
+MAX_DEFLATE_RATIO = 1032  # DEFLATE's largest possible expansion: fewer body bytes cannot hold the tensor
+_WBITS = -15  # raw DEFLATE: no zlib header or Adler-32 (the payload has its own checksum)
+
+
+class DenseEncoding(Choice):
+    """How dense tensors travel: byte planes deflated where shorter (default), or raw bytes."""
+
+    deflate = "deflate"
+    raw = "raw"
+
+
+def deflate_planes(raw: bytes, itemsize: int) -> bytes:
+    """Byte-plane shuffle of ``raw`` (elements of ``itemsize`` bytes), then raw DEFLATE at level 9."""
+    planes = np.frombuffer(raw, dtype=np.uint8).reshape(-1, itemsize).T.tobytes()
+    compressor = zlib.compressobj(9, zlib.DEFLATED, _WBITS, 9)
+    return compressor.compress(planes) + compressor.flush()
+
+
+def inflate_planes(body: bytes | memoryview, itemsize: int, raw_size: int) -> bytes:
+    """The inverse of :func:`deflate_planes`: exactly ``raw_size`` bytes, or PayloadError.
+
+    Inflates at most ``raw_size + 1`` bytes whatever the stream claims, so a hostile body
+    cannot cost more memory than the tensor it declares.
+    """
+    inflater = zlib.decompressobj(_WBITS)
+    try:
+        planes = inflater.decompress(body, raw_size + 1)
+    except zlib.error as err:
+        raise PayloadError(f"deflated body is corrupt ({err})") from None
+    if len(planes) != raw_size or not inflater.eof:
+        raise PayloadError(f"deflated body inflates to {'more than' if len(planes) > raw_size else 'only'} "
+                           f"{min(len(planes), raw_size)} bytes{'' if inflater.eof else ' (stream unfinished)'}, "
+                           f"expected exactly {raw_size}")  # fmt: skip
+    if inflater.unused_data or inflater.unconsumed_tail:
+        raise PayloadError(f"deflated body has {len(inflater.unused_data) + len(inflater.unconsumed_tail)} "
+                           "bytes after the end of its stream, expected 0")  # fmt: skip
+    return np.frombuffer(planes, dtype=np.uint8).reshape(itemsize, -1).T.tobytes()
