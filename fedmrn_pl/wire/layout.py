@@ -12,7 +12,9 @@ A payload is four sections, every integer little-endian::
                                  uint8 ndim, ndim x uint64 dims, uint64 body length
     bodies    in manifest order: masks packed 8 per byte (see ``bits.py``) or
                                  entropy-coded (see ``mask_coding.py``), dense
-                                 tensors as raw little-endian float32/float16/int64
+                                 tensors as raw little-endian float32/float16/int64,
+                                 the baselines' sign bits + scale or sparse values
+                                 (see ``value_coding.py``)
     checksum  CHECKSUM_SIZE bytes of BLAKE2b over everything before it
 
 The codes below are part of the format: never renumber them, only append.
@@ -22,6 +24,10 @@ is shorter than the packed one, so its length is checked to lie in
 ``[coded_overhead(shape), ceil(numel / 8))``: a mask body is never larger than in
 version 1, and a version-1 reader refuses version-2 payloads by their version instead
 of by an encoding code it does not know.
+
+Version 3 added the baselines' encodings ``sign_scale`` (code 5: float32 scale + packed
+sign bits) and ``sparse`` (code 6: float32 values + bit-packed ascending indices). Their
+manifest shape is the shape of the bits or of the dense tensor the values belong to.
 """
 
 from __future__ import annotations
@@ -42,6 +48,7 @@ __all__ = [
     "HEADER_SIZE",
     "MAGIC",
     "MAX_NDIM",
+    "COMPRESSED_ENCODINGS",
     "MASK_ENCODINGS",
     "MAX_NUMEL",
     "body_size",
@@ -50,7 +57,7 @@ __all__ = [
 ]
 
 MAGIC = b"FMRN"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 HEADER = struct.Struct("<4sHHQQQBBdQII")
 HEADER_SIZE = HEADER.size  # 58
 CHECKSUM_SIZE = 16
@@ -65,8 +72,9 @@ UINT64 = struct.Struct("<Q")
 
 MASK_KIND_CODES = {"binary": 0, "signed": 1, "none": 2}
 NOISE_FAMILY_CODES = {"uniform": 0, "gauss": 1, "bernoulli": 2}
-ENCODING_CODES = {"mask": 0, "float32": 1, "float16": 2, "int64": 3, "coded_mask": 4}
+ENCODING_CODES = {"mask": 0, "float32": 1, "float16": 2, "int64": 3, "coded_mask": 4, "sign_scale": 5, "sparse": 6}
 MASK_ENCODINGS = ("mask", "coded_mask")  # manifest encodings of a mask: packed 8 per byte, entropy-coded
+COMPRESSED_ENCODINGS = ("sign_scale", "sparse")  # the baselines' tensors (``fedmrn_pl.compressed``)
 
 # dense encodings: wire numpy dtype (always little-endian) and in-memory torch dtype
 WIRE_NUMPY_DTYPES = {"float32": "<f4", "float16": "<f2", "int64": "<i8"}

@@ -16,6 +16,7 @@ import fedmrn_pl.wire
 from fedmrn_pl.update import MASK_KINDS, ClientUpdate, NoiseFamily, NoiseSpec
 from fedmrn_pl.wire import (
     CHECKSUM_SIZE,
+    FORMAT_VERSION,
     HEADER_SIZE,
     PayloadError,
     TensorSpec,
@@ -81,7 +82,7 @@ def raw_payload(
     kind: int = 0,
     family: int = 0,
     alpha: float = 0.5,
-    version: int = 2,
+    version: int = FORMAT_VERSION,
     flags: int = 0,
     count: int | None = None,
     manifest_delta: int = 0,
@@ -214,7 +215,7 @@ def test_describe_payload_reports_header_overhead_and_tensors():
     update = make_update("signed", "bernoulli")
     payload = encode_update(update)
     info = describe_payload(payload)
-    assert info["format_version"] == 2
+    assert info["format_version"] == FORMAT_VERSION
     assert (info["server_round"], info["client_id"], info["seed"], info["num_examples"]) == (3, 17, 2**63 - 5, 600)
     assert (info["mask_kind"], info["noise_family"], info["noise_alpha"]) == ("signed", "bernoulli", 0.0123)
     assert info["total_bytes"] == len(payload)
@@ -259,7 +260,7 @@ def payload() -> bytes:
     ("offset", "fmt", "value", "message"),
     [
         (0, "4s", b"XXXX", r"bad magic b'XXXX', expected b'FMRN'"),
-        (4, "<H", 7, "unsupported format version 7; this reader supports 2"),
+        (4, "<H", 7, f"unsupported format version 7; this reader supports {FORMAT_VERSION}"),
         (6, "<H", 4, "unsupported flags 0x0004"),
         (32, "B", 3, "unknown mask kind code 3"),
         (33, "B", 9, "unknown noise family code 9"),
@@ -397,8 +398,8 @@ def test_encoder_refuses_unknown_dense_dtype_option():
 
 
 def test_tensor_spec_rejects_unknown_roles_and_overlaps():
-    with pytest.raises(ValueError, match="choose one of \\['mask', 'dense'\\]"):
-        TensorSpec((1,), "sparse")
+    with pytest.raises(ValueError, match="choose one of \\['mask', 'dense', 'sign_scale', 'sparse'\\]"):
+        TensorSpec((1,), "ternary")
     with pytest.raises(ValueError, match="both masked and dense"):
         expected_manifest({"w": (1,)}, {"w": (1,)})
 
