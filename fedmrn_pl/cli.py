@@ -1,4 +1,4 @@
-"""The ``fedmrn-pl`` command: ``fit``, ``inspect`` and ``plot``.
+"""The ``fedmrn-pl`` command: ``fit``, ``compare``, ``inspect`` and ``plot``.
 
 Each command imports what it needs when it runs, so ``inspect`` starts without the
 training stack (Lightning, torchvision, scikit-learn, matplotlib, wandb).
@@ -78,6 +78,23 @@ def _fit(args: argparse.Namespace) -> int:
             f"{summary['dropped_clients']} client update(s) were dropped; reasons in metrics.json per_round[].dropped_clients"
         )
     print(f"metrics written to {Path(config.output_dir) / 'metrics.json'} (plots beside it)")
+    return 0
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from fedmrn_pl.callbacks.checkpoint import CheckpointError
+    from fedmrn_pl.compare import compare, parse_compare_args
+    from fedmrn_pl.config import ConfigError
+
+    try:
+        settings, overrides = parse_compare_args(args.overrides)
+        _show_library_logs()
+        paths = compare(args.config, settings, overrides)
+    except (ConfigError, CheckpointError, FileNotFoundError, ValueError) as error:
+        return _refuse(error)
+    print(paths["md"].read_text(), end="")
+    for path in paths.values():
+        print(path)
     return 0
 
 
@@ -198,6 +215,17 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--resume", default=None, metavar="DIR", help="continue the run saved in DIR")
     fit.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
     fit.set_defaults(handler=_fit)
+    compare = commands.add_parser(
+        "compare",
+        help="run several methods on the same partition and seeds; write a table and plots",
+        description="Run methods=[fedmrn,fedavg,...] (default: all) for seeds=[0,...] on one config and write "
+        "compare.csv, compare.md, accuracy_vs_round.png and accuracy_vs_uplink.png into output_dir. "
+        "target_accuracy=0.9 adds the rounds and uplink MB each method needs to reach it. "
+        "Rerunning resumes where a stopped compare stopped.",
+    )
+    compare.add_argument("--config", default=None, help="YAML config (default: the bundled configs/default.yaml)")
+    compare.add_argument("overrides", nargs="*", metavar="key=value", help="methods=, seeds=, target_accuracy= and config overrides")
+    compare.set_defaults(handler=_compare)
     inspect = commands.add_parser("inspect", help="validate and summarise a saved payload")
     inspect.add_argument("payload", help="a .fmrn payload file")
     inspect.set_defaults(handler=_inspect)
@@ -221,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the process exit code."""
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
-    if extra and args.command == "fit" and all("=" in item and not item.startswith("-") for item in extra):
+    if extra and args.command in ("fit", "compare") and all("=" in item and not item.startswith("-") for item in extra):
         args.overrides = [*args.overrides, *extra]  # overrides on both sides of --config/--resume
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")

@@ -24,6 +24,7 @@ from fedmrn_pl.data.datasets import DatasetName
 from fedmrn_pl.data.partition import PartitionName
 from fedmrn_pl.federated.downlink import DownlinkMode
 from fedmrn_pl.masking.functional import Schedule
+from fedmrn_pl.methods.functional import QuantNorm
 from fedmrn_pl.models.initialization import InitScheme
 from fedmrn_pl.models.registry import ModelName
 from fedmrn_pl.update import DenseDtype, MaskKind, NoiseFamily
@@ -33,10 +34,15 @@ __all__ = ["ConfigError", "ExperimentConfig", "Method", "bundled_config_path", "
 
 
 class Method(Choice):
-    """The federated method: FedMRN's masked noise, or the dense FedAvg baseline."""
+    """The federated method: FedMRN's masked noise, dense FedAvg, or a low-bit uplink baseline (``fedmrn_pl.methods``)."""
 
     fedmrn = "fedmrn"
     fedavg = "fedavg"
+    signsgd = "signsgd"  # sign bits x mean |delta| per tensor
+    ef_signsgd = "ef_signsgd"  # the same with error feedback (the client's residual)
+    stoch1bit = "stoch1bit"  # unbiased stochastic 1-bit quantisation (QSGD, one level)
+    eden = "eden"  # random Hadamard rotation, sign bits, one scale (EDEN/DRIVE)
+    topk = "topk"  # top-k values + bit-packed indices, with error feedback
 
 
 class ConfigError(ValueError):
@@ -83,6 +89,8 @@ class MethodConfig:
     dense_sync_every: int = 10  # downlink=masks: a client that missed more rounds than this gets the dense model
     mask_include: list[str] = field(default_factory=list)  # name patterns always masked
     mask_exclude: list[str] = field(default_factory=list)  # name patterns never masked
+    topk_fraction: float = 0.01  # topk: fraction of each tensor's entries uploaded
+    quant_norm: QuantNorm = QuantNorm.linf  # stoch1bit: scale by max |delta| (linf) or ||delta||_2 (l2)
 
 
 @dataclass
@@ -228,6 +236,8 @@ def validate(config: DictConfig) -> None:
         )
     if config.method.alpha is not None and not config.method.alpha > 0:
         raise ConfigError(f"method.alpha={config.method.alpha} must be > 0 (or null for the paper's default)")
+    if not 0 < config.method.topk_fraction <= 1:
+        raise ConfigError(f"method.topk_fraction={config.method.topk_fraction} is not valid; it must be in (0, 1]")
     if config.train.threads is not None and config.train.threads < 1:
         raise ConfigError(f"train.threads={config.train.threads} is not valid; it must be >= 1 (or null)")
     if config.train.client_timeout is not None and not config.train.client_timeout > 0:

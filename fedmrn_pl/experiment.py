@@ -23,8 +23,9 @@ from fedmrn_pl.callbacks import (
 from fedmrn_pl.callbacks.checkpoint import CheckpointError, remove_stale_temp_files
 from fedmrn_pl.config import ConfigError, Method, to_container
 from fedmrn_pl.data import FederatedDataModule, FederatedDataset, format_partition_stats
-from fedmrn_pl.federated import FedAvg, FederatedTrainer, FedMRN
+from fedmrn_pl.federated import FederatedTrainer
 from fedmrn_pl.masking import MaskingConfig, ParameterSelector, default_alpha
+from fedmrn_pl.methods.registry import build_method
 from fedmrn_pl.models import build_model
 from fedmrn_pl.seeding import derive_seed
 from fedmrn_pl.task import ClassificationTask
@@ -41,10 +42,15 @@ def masking_from_config(config: DictConfig) -> MaskingConfig | None:
     if method.name != Method.fedmrn:
         return None
     alpha = method.alpha if method.alpha is not None else default_alpha(method.mask)
-    selector = ParameterSelector(include=tuple(method.mask_include), exclude=tuple(method.mask_exclude))
+    selector = _selector(config)
     return MaskingConfig(
         kind=method.mask, noise=NoiseSpec(method.noise, float(alpha)), schedule=method.schedule, selector=selector
     )
+
+
+def _selector(config: DictConfig) -> ParameterSelector:
+    """The tensors FedMRN masks, and that the compressed baselines compress (the rest travel dense)."""
+    return ParameterSelector(include=tuple(config.method.mask_include), exclude=tuple(config.method.mask_exclude))
 
 
 def build_datamodule(config: DictConfig) -> FederatedDataModule:
@@ -96,6 +102,10 @@ def build_trainer(
         model, info.num_classes, lr=train.lr, momentum=train.momentum, weight_decay=train.weight_decay
     )
     masking = masking_from_config(config)
+    strategy, method_callbacks = build_method(
+        config.method.name, module, _selector(config),
+        topk_fraction=config.method.topk_fraction, quant_norm=config.method.quant_norm,
+    )  # fmt: skip
     save_dir = Path(config.output_dir) / "payloads" if config.save_payloads else None
     packing = MaskPacking(
         dense_dtype=config.method.dense_dtype,
@@ -106,7 +116,7 @@ def build_trainer(
     return FederatedTrainer(
         module,
         datamodule,
-        FedMRN() if masking is not None else FedAvg(),
+        strategy,
         masking,
         rounds=train.rounds,
         clients_per_round=train.clients_per_round,
@@ -114,7 +124,7 @@ def build_trainer(
         batch_size=train.batch_size,
         run_seed=config.seed,
         min_clients=train.min_clients,
-        callbacks=[*callbacks, packing],
+        callbacks=[*callbacks, *method_callbacks, packing],  # compression encodes before packing
         trainer_kwargs={"accelerator": train.accelerator, "devices": 1, "precision": train.precision},
         threads=train.threads,
         timeout_seconds=train.dist_timeout,

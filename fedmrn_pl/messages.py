@@ -23,6 +23,7 @@ class FitRequest:
     client_id: int
     num_examples: int  # the server's own count of the client's samples: the aggregation weight
     seed: int | None = None  # noise seed, issued by the SeedSync callback before the client trains
+    client_state: bytes | None = None  # the client's private state from its last round (an EF residual), or None
 
 
 @dataclass
@@ -43,6 +44,9 @@ class FitResult:
     stats: dict[str, float] = field(default_factory=dict)  # mask statistics of the client's update
     seconds: float = 0.0  # local training wall time
     dropped: str | None = None  # why the client failed or the server refused its payload
+    # The client's private state after this round (an error-feedback residual): kept by the
+    # server for the client's next request, never counted as uplink (it stands in for the client's disk).
+    client_state: bytes | None = None
 
     @property
     def client_id(self) -> int:

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 import torch
 
 from fedmrn_pl.choices import Choice
+from fedmrn_pl.compressed import CompressedTensor
 
 __all__ = ["DENSE_KIND", "MASK_KINDS", "ClientUpdate", "DenseDtype", "MaskKind", "NoiseFamily", "NoiseSpec"]
 
@@ -61,7 +62,8 @@ class ClientUpdate:
     ``masks`` hold bool tensors: for binary masks True means 1 (keep the noise), for
     signed masks True means +1 and False -1. ``dense`` holds tensors uploaded as they
     are (biases, norm parameters, buffers; every tensor for FedAvg). Floating dense
-    tensors are float32 or float16, integer buffers int64.
+    tensors are float32 or float16, integer buffers int64. ``compressed`` holds the
+    low-bit baselines' tensors (sign bits + scale, sparse values; see ``compressed.py``).
     """
 
     server_round: int
@@ -72,6 +74,7 @@ class ClientUpdate:
     num_examples: int  # the client's training sample count, the aggregation weight
     masks: dict[str, torch.Tensor] = field(default_factory=dict)
     dense: dict[str, torch.Tensor] = field(default_factory=dict)
+    compressed: dict[str, CompressedTensor] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.mask_kind not in MASK_KINDS:
@@ -81,3 +84,6 @@ class ClientUpdate:
         overlap = set(self.masks) & set(self.dense)
         if overlap:
             raise ValueError(f"tensors cannot be both masked and dense: {sorted(overlap)}")
+        overlap = set(self.compressed) & (set(self.masks) | set(self.dense))
+        if overlap:
+            raise ValueError(f"compressed tensors cannot also be masks or dense: {sorted(overlap)}")

@@ -123,6 +123,27 @@ class Ranks:
         self._broadcast("broadcast of the round metrics", buffer)
         return {name: state[name] for name in global_state}, json.loads(buffer.numpy().tobytes())
 
+    def broadcast_client_states(self, states: dict[int, bytes] | None) -> dict[int, bytes]:
+        """Rank 0's ``{client_id: state}`` for the round's clients, on every rank (clients change ranks each round)."""
+        if self.world_size == 1:
+            return dict(states or {})
+        chunks = [_LENGTH.pack(len(states or {}))]
+        for client_id, blob in sorted((states or {}).items()):
+            chunks += [_LENGTH.pack(client_id), _LENGTH.pack(len(blob)), blob]
+        encoded = b"".join(chunks) if self.rank == 0 else b""
+        size = torch.tensor([len(encoded)], dtype=torch.int64)
+        self._broadcast("broadcast of the client states", size)
+        buffer = torch.zeros(int(size.item()), dtype=torch.uint8)
+        if self.rank == 0 and encoded:
+            buffer.copy_(torch.frombuffer(bytearray(encoded), dtype=torch.uint8))
+        self._broadcast("broadcast of the client states", buffer)
+        data, offset, received = buffer.numpy().tobytes(), _LENGTH.size, {}
+        for _ in range(_LENGTH.unpack_from(data, 0)[0]):
+            client_id, length = _LENGTH.unpack_from(data, offset)[0], _LENGTH.unpack_from(data, offset + 8)[0]
+            received[client_id] = data[offset + 16 : offset + 16 + length]
+            offset += 16 + length
+        return received
+
     def _broadcast(self, what: str, tensor: torch.Tensor) -> None:
         options = dist.BroadcastOptions()
         options.rootRank = 0
@@ -155,10 +176,8 @@ def _encode_results(results: Sequence[FitResult]) -> bytes:
             }
         ).encode()
         chunks += [_LENGTH.pack(len(record)), record]
-        if result.payload is None:
-            chunks.append(_LENGTH.pack(_NO_PAYLOAD))
-        else:
-            chunks += [_LENGTH.pack(len(result.payload)), result.payload]
+        for blob in (result.payload, result.client_state):
+            chunks += [_LENGTH.pack(_NO_PAYLOAD)] if blob is None else [_LENGTH.pack(len(blob)), blob]
     return b"".join(chunks)
 
 
@@ -175,13 +194,16 @@ def _decode_results(data: bytes) -> list[FitResult]:
         offset += size
         return chunk
 
+    def take_blob() -> bytes | None:
+        (size,) = _LENGTH.unpack(take(_LENGTH.size))
+        return None if size == _NO_PAYLOAD else take(size)
+
     (count,) = _LENGTH.unpack(take(_LENGTH.size))
     results = []
     for _ in range(count):
         (record_size,) = _LENGTH.unpack(take(_LENGTH.size))
         record = json.loads(take(record_size))
-        (payload_size,) = _LENGTH.unpack(take(_LENGTH.size))
-        payload = None if payload_size == _NO_PAYLOAD else take(payload_size)
+        payload, client_state = (take_blob(), take_blob())
         results.append(
             FitResult(
                 FitRequest(*record["request"]),
@@ -191,6 +213,7 @@ def _decode_results(data: bytes) -> list[FitResult]:
                 stats=record["stats"],
                 seconds=record["seconds"],
                 dropped=record["dropped"],
+                client_state=client_state,
             )
         )
     return results

@@ -31,6 +31,10 @@ class Strategy(ABC):
     ) -> State | None:
         """Return the next global state from this round's valid updates (None: keep the old one)."""
 
+    def compressed_manifest(self, global_state: Mapping[str, torch.Tensor]) -> dict[str, tuple[str, tuple[int, ...]]]:
+        """``{name: (wire role, shape)}`` of the tensors clients upload compressed (none: masks and dense only)."""
+        return {}
+
     def state_dict(self) -> dict:
         """Server-side state to checkpoint (none for the built-in strategies)."""
         return {}

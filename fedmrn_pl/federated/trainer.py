@@ -166,14 +166,18 @@ class FederatedTrainer:
         _check_wire_dtypes(self.global_state)
         self.masked_names = self._masked_names()
         masked, self.frozen_names = set(self.masked_names), sorted(frozen_names(module))  # frozen: never uploaded
-        dense = {n: t for n, t in self.global_state.items() if n not in masked and n not in self.frozen_names}
+        compressed = strategy.compressed_manifest(self.global_state)  # a baseline's sign bits or sparse values
+        dense = {n: t for n, t in self.global_state.items()
+                 if n not in masked and n not in self.frozen_names and n not in compressed}  # fmt: skip
         self.expected_manifest: dict[str, TensorSpec] = expected_manifest(
             masks={name: t.shape for name, t in self.global_state.items() if name in masked},
             dense={name: t.shape for name, t in dense.items()},
             dense_dtypes={name: self.wire.dense_encodings(t.dtype) for name, t in dense.items()},
+            compressed=compressed,
         )
         self.downlink = ServerDownlink(downlink, dense_sync_every)
         self.replica = DownlinkReceiver(strategy, self.expected_manifest, max_payload_bytes)  # checks each round message
+        self.client_states: dict[int, bytes] = {}  # clients' private state (EF residuals), kept by the server
         self.completed_rounds = 0  # rounds finished so far (the resume point)
         self.elapsed_seconds = 0.0  # wall time spent in fit(), over resumes too
         self._fit_origin = time.perf_counter()
@@ -215,7 +219,9 @@ class FederatedTrainer:
             self.downlink.deliver(server_round, client_ids, self.global_state)
         self._call("on_round_start", server_round, client_ids)
         mine = clients_of_rank(client_ids, self.ranks.rank, self.ranks.world_size)
-        gathered = self.ranks.gather_results(self._train_clients(server_round, mine))
+        sampled_states = {c: self.client_states[c] for c in client_ids if c in self.client_states}
+        states = self.ranks.broadcast_client_states(sampled_states if self.is_global_zero else None)
+        gathered = self.ranks.gather_results(self._train_clients(server_round, mine, states))
         metrics = None
         if gathered is not None:  # the server
             metrics = self._serve_round(server_round, client_ids, gathered)
@@ -234,6 +240,7 @@ class FederatedTrainer:
         """Rank 0's part of a round: validate the payloads, aggregate, evaluate; returns the metrics."""
         by_client = {result.client_id: result for result in gathered}
         results = [by_client[client_id] for client_id in client_ids]  # sample order, whichever rank trained them
+        self.client_states.update({r.client_id: r.client_state for r in results if r.client_state is not None})
         self._call("on_aggregate_start", server_round, results)
         accepted = self._receive(results)
         kept_previous = len(accepted) < self.min_clients
@@ -270,11 +277,14 @@ class FederatedTrainer:
         return describe_run(self)
 
     # ------------------------------------------------------------ client side
-    def _train_clients(self, server_round: int, client_ids: list[int]) -> list[FitResult]:
+    def _train_clients(
+        self, server_round: int, client_ids: list[int], states: Mapping[int, bytes] | None = None
+    ) -> list[FitResult]:
         """Train ``client_ids`` one after another in this process; client hooks run here."""
         results = []
         for client_id in client_ids:
             request = FitRequest(server_round, client_id, self.data.client_num_examples(client_id))
+            request.client_state = (states or {}).get(client_id)
             self._call_client("on_client_fit_start", request)
             result = self.client.fit(self.global_state, request)
             if result.dropped is not None:
@@ -355,6 +365,7 @@ class FederatedTrainer:
             "strategy": self.strategy.state_dict(),
             "downlink": self.downlink.state_dict(),
             "callbacks": {callback.state_key: callback.state_dict() for callback in self.callbacks},
+            "client_states": {str(c): torch.frombuffer(bytearray(b), dtype=torch.uint8) for c, b in self.client_states.items()},
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -371,6 +382,7 @@ class FederatedTrainer:
         self.history = list(state["history"])
         self.strategy.load_state_dict(state.get("strategy", {}))
         self.downlink.load_state_dict(state.get("downlink", {}))
+        self.client_states = {int(c): t.numpy().tobytes() for c, t in state.get("client_states", {}).items()}
         saved = state.get("callbacks", {})
         for callback in self.callbacks:
             if callback.state_key in saved:

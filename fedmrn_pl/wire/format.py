@@ -18,11 +18,13 @@ import numpy as np
 import torch
 
 from fedmrn_pl.choices import Choice
+from fedmrn_pl.compressed import SignScale, Sparse
 from fedmrn_pl.update import ClientUpdate, DenseDtype
 from fedmrn_pl.wire.bits import pack_bits, unpack_bits
 from fedmrn_pl.wire.errors import PayloadError
 from fedmrn_pl.wire.layout import (
     CHECKSUM_SIZE,
+    COMPRESSED_ENCODINGS,
     DEFLATED,
     ENCODING_CODES,
     ENCODING_NDIM,
@@ -49,6 +51,7 @@ from fedmrn_pl.wire.layout import (
 from fedmrn_pl.wire.dense_coding import DenseEncoding, deflate_planes, inflate_planes
 from fedmrn_pl.wire.mask_coding import decode_mask, encode_mask
 from fedmrn_pl.wire.parse import ManifestEntry, ParsedPayload, parse_payload
+from fedmrn_pl.wire.value_coding import decode_sign_scale, decode_sparse, encode_sign_scale, encode_sparse
 
 __all__ = [
     "DenseEncoding",
@@ -61,7 +64,7 @@ __all__ = [
     "expected_manifest",
 ]
 
-ROLES = ("mask", "dense")
+ROLES = ("mask", "dense", "sign_scale", "sparse")
 
 
 class MaskEncoding(Choice):
@@ -78,7 +81,8 @@ DEFAULT_MAX_BYTES = 1 << 31  # the largest payload a server reads unless told ot
 class TensorSpec:
     """What the server expects of one tensor in a payload.
 
-    ``role`` is ``"mask"`` (a packed or coded bool mask) or ``"dense"`` (raw values);
+    ``role`` is ``"mask"`` (a packed or coded bool mask), ``"dense"`` (raw values), or a
+    baseline's ``"sign_scale"`` / ``"sparse"`` (see ``fedmrn_pl.compressed``);
     ``dtypes`` lists the encodings a dense tensor may travel in (empty: any dense one).
     """
 
@@ -97,6 +101,7 @@ def expected_manifest(
     masks: Mapping[str, Sequence[int]],
     dense: Mapping[str, Sequence[int]],
     dense_dtypes: Mapping[str, Sequence[str]] | None = None,
+    compressed: Mapping[str, tuple[str, Sequence[int]]] | None = None,
 ) -> dict[str, TensorSpec]:
     """Build the ``expected`` argument of :func:`decode_update` from ``{name: shape}`` maps.
 
@@ -109,9 +114,13 @@ def expected_manifest(
     overlap = sorted(set(masks) & set(dense))
     if overlap:
         raise ValueError(f"tensors cannot be both masked and dense: {overlap}")
+    overlap = sorted(set(compressed or {}) & (set(masks) | set(dense)))
+    if overlap:
+        raise ValueError(f"compressed tensors cannot also be masks or dense: {overlap}")
     allowed = dense_dtypes or {}
     specs = {name: TensorSpec(tuple(shape), "mask") for name, shape in masks.items()}
     specs.update({name: TensorSpec(tuple(shape), "dense", tuple(allowed.get(name, ()))) for name, shape in dense.items()})
+    specs.update({name: TensorSpec(tuple(shape), role) for name, (role, shape) in (compressed or {}).items()})
     return specs
 
 
@@ -148,20 +157,23 @@ def encode_update(
     mask_encoding = MaskEncoding.parse(mask_encoding, "mask_encoding")
     deflate = DenseEncoding.parse(dense_encoding, "dense_encoding") is DenseEncoding.deflate
     dataclasses.replace(update)  # re-runs ClientUpdate's checks, in case its dicts changed since
-    tensors = {**update.masks, **update.dense}
-    names = sorted(tensors, key=_name_bytes)  # UTF-8 byte order, what the reader checks
+    shapes = {name: tuple(t.shape) for name, t in {**update.masks, **update.dense}.items()}
+    shapes.update({name: _compressed_shape(t) for name, t in update.compressed.items()})
+    names = sorted(shapes, key=_name_bytes)  # UTF-8 byte order, what the reader checks
     manifest, bodies = [], []
     for name in names:
         deflated = False
         if name in update.masks:
             encoding, body = _mask_body(update.masks[name], mask_encoding)
+        elif name in update.compressed:
+            encoding, body = _compressed_body(update.compressed[name])
         else:
             encoding, body = _dense_body(name, update.dense[name], dense_dtype)
             if deflate and body:
                 coded = deflate_planes(body, TORCH_DTYPES[encoding].itemsize)
                 deflated = len(coded) < len(body)
                 body = coded if deflated else body
-        manifest.append(_manifest_entry(name, encoding, tuple(tensors[name].shape), len(body), deflated))
+        manifest.append(_manifest_entry(name, encoding, shapes[name], len(body), deflated))
         bodies.append(body)
     manifest_bytes = b"".join(manifest)
     header = HEADER.pack(
@@ -226,6 +238,20 @@ def _mask_body(mask: torch.Tensor, mask_encoding: str) -> tuple[str, bytes]:
     return "mask", packed
 
 
+def _compressed_shape(tensor: SignScale | Sparse) -> tuple[int, ...]:
+    """The manifest shape of a compressed tensor: its bits', or the dense tensor's the values belong to."""
+    return tuple(tensor.signs.shape) if isinstance(tensor, SignScale) else tensor.shape
+
+
+def _compressed_body(tensor: SignScale | Sparse) -> tuple[str, bytes]:
+    """``(encoding, body)`` of a baseline's tensor."""
+    if isinstance(tensor, SignScale):
+        return "sign_scale", encode_sign_scale(tensor)
+    if isinstance(tensor, Sparse):
+        return "sparse", encode_sparse(tensor)
+    raise TypeError(f"compressed tensors must be SignScale or Sparse, got {type(tensor).__name__}")
+
+
 def _dense_body(name: str, tensor: torch.Tensor, dense_dtype: str | None) -> tuple[str, bytes]:
     """``(encoding, little-endian raw bytes)`` of one dense tensor."""
     if tensor.dtype not in TORCH_DTYPES.values():
@@ -275,10 +301,12 @@ def decode_update(
         when = "stale payload" if header.server_round < server_round else "wrong round: payload"
         raise PayloadError(f"{when}: round {header.server_round}, server is at round {server_round}")
     masks = {e.name: _read_body(parsed, e) for e in parsed.entries if e.encoding in MASK_ENCODINGS}
-    dense = {e.name: _read_body(parsed, e) for e in parsed.entries if e.encoding not in MASK_ENCODINGS}
+    compressed = {e.name: _read_compressed(parsed, e) for e in parsed.entries if e.encoding in COMPRESSED_ENCODINGS}
+    dense = {e.name: _read_body(parsed, e) for e in parsed.entries
+             if e.encoding not in MASK_ENCODINGS and e.encoding not in COMPRESSED_ENCODINGS}  # fmt: skip
     try:
         return ClientUpdate(header.server_round, header.client_id, header.seed, header.mask_kind, header.noise,
-                            header.num_examples, masks, dense)  # fmt: skip
+                            header.num_examples, masks, dense, compressed)  # fmt: skip
     except ValueError as err:  # parse_payload already rules these out; keep the contract anyway
         raise PayloadError(f"payload does not form a valid update: {err}") from err
 
@@ -295,13 +323,31 @@ def _check_expected(entries: Sequence[ManifestEntry], expected: Mapping[str, Ten
         raise PayloadError(f"missing tensors {missing}: the server's model expects them")
     for name, entry in sent.items():
         spec = expected[name]
-        role = "mask" if entry.encoding in MASK_ENCODINGS else "dense"
+        role = _role(entry.encoding)
         if role != spec.role:
             raise PayloadError(f"tensor {name!r} is sent as {role} but the server expects {spec.role}")
         if entry.shape != spec.shape:
             raise PayloadError(f"tensor {name!r} has shape {entry.shape}, expected {spec.shape}")
         if role == "dense" and spec.dtypes and entry.encoding not in spec.dtypes:
             raise PayloadError(f"tensor {name!r} is sent as {entry.encoding}, the server accepts {list(spec.dtypes)}")
+
+
+def _role(encoding: str) -> str:
+    """The role (see :class:`TensorSpec`) a manifest encoding plays."""
+    if encoding in MASK_ENCODINGS:
+        return "mask"
+    return encoding if encoding in COMPRESSED_ENCODINGS else "dense"
+
+
+def _read_compressed(parsed: ParsedPayload, entry: ManifestEntry) -> SignScale | Sparse:
+    """One baseline tensor out of the payload (its body length already checked)."""
+    body = parsed.view[entry.offset : entry.offset + entry.size]
+    try:
+        if entry.encoding == "sign_scale":
+            return decode_sign_scale(body, entry.shape)
+        return decode_sparse(body, entry.shape)
+    except PayloadError as err:
+        raise PayloadError(f"tensor {entry.name!r}: {err}") from err
 
 
 def _read_body(parsed: ParsedPayload, entry: ManifestEntry) -> torch.Tensor:

@@ -14,7 +14,9 @@ A payload is four sections, every integer little-endian::
                                  entropy-coded (see ``mask_coding.py``), dense
                                  tensors as raw little-endian float32/float16/int64
                                  or, with DEFLATED set in the encoding byte, those
-                                 bytes deflated by byte plane (``dense_coding.py``)
+                                 bytes deflated by byte plane (``dense_coding.py``),
+                                 the baselines' sign bits + scale or sparse values
+                                 (see ``value_coding.py``)
     checksum  CHECKSUM_SIZE bytes of BLAKE2b over everything before it
 
 The codes below are part of the format: never renumber them, only append.
@@ -28,7 +30,10 @@ of by an encoding code it does not know.
 Version 3 added deflated dense bodies: bit 7 (``DEFLATED``) of a dense tensor's encoding
 byte says its body is the raw bytes split into byte planes and raw-DEFLATEd; the low bits
 still name the dtype. A deflated body must be shorter than the raw one and at least
-``1 / MAX_DEFLATE_RATIO`` of it; masks never carry the bit.
+``1 / MAX_DEFLATE_RATIO`` of it; masks never carry the bit. Version 3 also added the
+baselines' encodings ``sign_scale`` (code 5: float32 scale + packed sign bits) and
+``sparse`` (code 6: float32 values + bit-packed ascending indices). Their manifest shape
+is the shape of the bits or of the dense tensor the values belong to.
 """
 
 from __future__ import annotations
@@ -49,6 +54,7 @@ __all__ = [
     "HEADER_SIZE",
     "MAGIC",
     "MAX_NDIM",
+    "COMPRESSED_ENCODINGS",
     "MASK_ENCODINGS",
     "MAX_NUMEL",
     "body_size",
@@ -72,9 +78,10 @@ UINT64 = struct.Struct("<Q")
 
 MASK_KIND_CODES = {"binary": 0, "signed": 1, "none": 2}
 NOISE_FAMILY_CODES = {"uniform": 0, "gauss": 1, "bernoulli": 2}
-ENCODING_CODES = {"mask": 0, "float32": 1, "float16": 2, "int64": 3, "coded_mask": 4}
+ENCODING_CODES = {"mask": 0, "float32": 1, "float16": 2, "int64": 3, "coded_mask": 4, "sign_scale": 5, "sparse": 6}
 DEFLATED = 0x80  # encoding-byte flag of a deflated dense body; not an encoding of its own
 MASK_ENCODINGS = ("mask", "coded_mask")  # manifest encodings of a mask: packed 8 per byte, entropy-coded
+COMPRESSED_ENCODINGS = ("sign_scale", "sparse")  # the baselines' tensors (``fedmrn_pl.compressed``)
 
 # dense encodings: wire numpy dtype (always little-endian) and in-memory torch dtype
 WIRE_NUMPY_DTYPES = {"float32": "<f4", "float16": "<f2", "int64": "<i8"}

@@ -16,6 +16,7 @@ from fedmrn_pl.update import NoiseSpec
 from fedmrn_pl.wire.errors import PayloadError
 from fedmrn_pl.wire.layout import (
     CHECKSUM_SIZE,
+    COMPRESSED_ENCODINGS,
     DEFLATED,
     ENCODING_CODES,
     ENCODING_NDIM,
@@ -36,6 +37,7 @@ from fedmrn_pl.wire.layout import (
 )
 from fedmrn_pl.wire.dense_coding import MAX_DEFLATE_RATIO
 from fedmrn_pl.wire.mask_coding import MAX_SYMBOLS_PER_BYTE, coded_overhead
+from fedmrn_pl.wire.value_coding import sign_scale_size, sparse_count
 
 __all__ = ["Header", "ManifestEntry", "ParsedPayload", "parse_payload"]
 
@@ -65,7 +67,7 @@ class ManifestEntry:
     """One tensor's manifest entry and where its body lies in the payload."""
 
     name: str
-    encoding: str  # "mask" (packed), "coded_mask" or a dense dtype name
+    encoding: str  # "mask" (packed), "coded_mask", "sign_scale", "sparse" or a dense dtype name
     shape: tuple[int, ...]
     offset: int
     size: int
@@ -198,7 +200,7 @@ def _parse_manifest(reader: _Reader, count: int, body_start: int) -> tuple[Manif
             raise PayloadError(f"tensor {name!r} has shape {shape}, larger than the limit of {MAX_NUMEL} elements")
         (size,) = reader.unpack(UINT64, f"tensor {name!r} body length")
         encoding = _ENCODINGS[encoding_code]
-        if deflated and encoding in MASK_ENCODINGS:
+        if deflated and (encoding in MASK_ENCODINGS or encoding in COMPRESSED_ENCODINGS):
             raise PayloadError(f"tensor {name!r} is a {encoding} marked deflated; only dense bodies can be deflated")
         _check_body_size(name, encoding, shape, size, deflated)
         entries.append(ManifestEntry(name, encoding, shape, offset, size, deflated))
@@ -226,6 +228,9 @@ def _check_body_size(name: str, encoding: str, shape: tuple[int, ...], size: int
                 f"than the {raw} raw bytes of shape {shape} as {encoding} (a body is only deflated when that is shorter)"
             )
         return
+    if encoding in COMPRESSED_ENCODINGS:
+        _check_compressed_size(name, encoding, shape, size)
+        return
     if encoding != "coded_mask":
         if size != body_size(encoding, shape):
             raise PayloadError(
@@ -239,6 +244,22 @@ def _check_body_size(name: str, encoding: str, shape: tuple[int, ...], size: int
         raise PayloadError(
             f"tensor {name!r} coded mask body length is {size} bytes, expected at least {low} and fewer than "
             f"the {packed} bytes of packing shape {shape} (a mask is only coded when that is shorter)"
+        )
+
+
+def _check_compressed_size(name: str, encoding: str, shape: tuple[int, ...], size: int) -> None:
+    """``sign_scale``: exactly scale + packed bits; ``sparse``: a length that some value count gives."""
+    numel = math.prod(shape)
+    if encoding == "sign_scale":
+        if size != sign_scale_size(numel):
+            raise PayloadError(
+                f"tensor {name!r} body length is {size} bytes, expected {sign_scale_size(numel)} "
+                f"(float32 scale + packed signs) for shape {shape}"
+            )
+    elif sparse_count(size, numel) is None:
+        raise PayloadError(
+            f"tensor {name!r} sparse body length {size} bytes matches no count of float32 values and "
+            f"indices for shape {shape}"
         )
 
 

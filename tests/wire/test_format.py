@@ -17,6 +17,7 @@ from fedmrn_pl.update import MASK_KINDS, ClientUpdate, NoiseFamily, NoiseSpec
 from fedmrn_pl.wire import (
     FORMAT_VERSION,
     CHECKSUM_SIZE,
+    FORMAT_VERSION,
     HEADER_SIZE,
     PayloadError,
     TensorSpec,
@@ -215,7 +216,7 @@ def test_describe_payload_reports_header_overhead_and_tensors():
     update = make_update("signed", "bernoulli")
     payload = encode_update(update)
     info = describe_payload(payload)
-    assert info["format_version"] == 3
+    assert info["format_version"] == FORMAT_VERSION
     assert (info["server_round"], info["client_id"], info["seed"], info["num_examples"]) == (3, 17, 2**63 - 5, 600)
     assert (info["mask_kind"], info["noise_family"], info["noise_alpha"]) == ("signed", "bernoulli", 0.0123)
     assert info["total_bytes"] == len(payload)
@@ -260,7 +261,7 @@ def payload() -> bytes:
     ("offset", "fmt", "value", "message"),
     [
         (0, "4s", b"XXXX", r"bad magic b'XXXX', expected b'FMRN'"),
-        (4, "<H", 7, "unsupported format version 7; this reader supports 3"),
+        (4, "<H", 7, f"unsupported format version 7; this reader supports {FORMAT_VERSION}"),
         (6, "<H", 4, "unsupported flags 0x0004"),
         (32, "B", 3, "unknown mask kind code 3"),
         (33, "B", 9, "unknown noise family code 9"),
@@ -398,8 +399,8 @@ def test_encoder_refuses_unknown_dense_dtype_option():
 
 
 def test_tensor_spec_rejects_unknown_roles_and_overlaps():
-    with pytest.raises(ValueError, match="choose one of \\['mask', 'dense'\\]"):
-        TensorSpec((1,), "sparse")
+    with pytest.raises(ValueError, match="choose one of \\['mask', 'dense', 'sign_scale', 'sparse'\\]"):
+        TensorSpec((1,), "ternary")
     with pytest.raises(ValueError, match="both masked and dense"):
         expected_manifest({"w": (1,)}, {"w": (1,)})
 

@@ -7,8 +7,9 @@ to exactly what the bytes say, which for a canonical format means: re-encoding t
 decoded update (packed, or coded where that is shorter) gives back the mutated bytes, or,
 for a deflated dense body (any valid DEFLATE stream is accepted), the decoded values are
 what an independent inflate of the body gives.
-Any other exception fails the test. Every test runs on a payload of packed masks and
-on one whose conv mask is entropy-coded.
+Any other exception fails the test. Every test runs on a payload of packed masks, on
+one whose conv mask is entropy-coded, and on a baseline's payload of sign bits + scale
+and sparse values.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import numpy as np
 import pytest
 import torch
 
+from fedmrn_pl.compressed import SignScale, Sparse
 from fedmrn_pl.update import ClientUpdate, NoiseSpec
 from fedmrn_pl.wire import (
     CHECKSUM_SIZE,
@@ -62,8 +64,26 @@ def _case(conv_shape: tuple[int, ...], ones: float) -> tuple[ClientUpdate, bytes
     return update, encode_update(update), expected
 
 
+def _compressed_case() -> tuple[ClientUpdate, bytes, dict[str, TensorSpec]]:
+    """A baselines' payload: sign bits + scale (one padded, rotated) and sparse values, plus a dense bias."""
+    gen = torch.Generator().manual_seed(9)
+    compressed = {
+        "conv.weight": SignScale(torch.rand(4, 2, 3, 3, generator=gen) < 0.5, 0.031),
+        "fc.weight": Sparse(torch.randn(6, generator=gen), torch.tensor([1, 2, 7, 8, 13, 14]), (3, 5)),
+        "rot.weight": SignScale(torch.rand(16, generator=gen) < 0.5, 1.5),
+    }
+    update = ClientUpdate(5, 11, 123456789, "none", NoiseSpec(), 321, dense={"fc.bias": torch.randn(3, generator=gen)},
+                          compressed=compressed)  # fmt: skip
+    expected = expected_manifest(
+        {}, {"fc.bias": (3,)},
+        compressed={name: ("sign_scale" if isinstance(t, SignScale) else "sparse",
+                           t.signs.shape if isinstance(t, SignScale) else t.shape) for name, t in compressed.items()},
+    )  # fmt: skip
+    return update, encode_update(update), expected
+
+
 # at 10% ones the 288-bit conv mask codes to ~30 bytes instead of 36 packed
-CASES = {"packed": _case((4, 2, 3, 3), 0.5), "coded": _case((8, 4, 3, 3), 0.1)}
+CASES = {"packed": _case((4, 2, 3, 3), 0.5), "coded": _case((8, 4, 3, 3), 0.1), "compressed": _compressed_case()}
 
 
 def _content(update: ClientUpdate) -> tuple:
@@ -73,6 +93,9 @@ def _content(update: ClientUpdate) -> tuple:
         for group in ("masks", "dense")
         for name, t in getattr(update, group).items()
     }
+    for name, t in update.compressed.items():
+        parts = (t.signs, torch.tensor(t.scale)) if isinstance(t, SignScale) else (t.values, t.indices, torch.tensor(t.shape))
+        tensors[("compressed", name)] = tuple(part.numpy().tobytes() for part in parts)
     return (update.server_round, update.client_id, update.seed, update.mask_kind, update.noise, update.num_examples,
             tensors)  # fmt: skip
 
@@ -129,8 +152,11 @@ def _bodies_start(payload: bytes) -> int:
 
 def test_the_coded_case_carries_a_coded_mask_and_the_packed_case_none():
     assert b"conv.weight\x04" in CASES["coded"][1][: _bodies_start(CASES["coded"][1])]
+    assert b"conv.weight\x05" in CASES["compressed"][1][: _bodies_start(CASES["compressed"][1])]
+    assert b"fc.weight\x06" in CASES["compressed"][1][: _bodies_start(CASES["compressed"][1])]
     assert b"conv.weight\x00" in CASES["packed"][1][: _bodies_start(CASES["packed"][1])]
-    for _, payload, _ in CASES.values():  # and both carry a deflated dense body (the int64 counter)
+    for case in ("packed", "coded"):  # and both carry a deflated dense body (the int64 counter)
+        payload = CASES[case][1]
         assert b"bn.num_batches_tracked\x83" in payload[: _bodies_start(payload)]
 
 
