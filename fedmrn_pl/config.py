@@ -57,6 +57,7 @@ class DataConfig:
     name: DatasetName = DatasetName["mnist5k"]
     root: str = "data"  # where torchvision datasets live
     download: bool = False  # let torchvision download missing files (needs internet)
+    augment: bool = True  # cifar10/cifar100: RandomCrop(32, padding=4) + horizontal flip on training images; ignored elsewhere
     num_clients: int = 20
     partition: PartitionName = PartitionName["iid"]
     beta: float = 0.3  # Dirichlet concentration (partition=dirichlet)

@@ -71,6 +71,7 @@ def build_datamodule(config: DictConfig) -> FederatedDataModule:
         seed=config.seed,
         root=data.root,
         download=data.download,
+        augment=data.augment,
         batch_size=config.train.batch_size,
         test_batch_size=data.test_batch_size,
     )
