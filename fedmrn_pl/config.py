@@ -62,7 +62,7 @@ class DataConfig:
     partition: PartitionName = PartitionName["iid"]
     beta: float = 0.3  # Dirichlet concentration (partition=dirichlet)
     min_size: int = 10  # smallest client under Dirichlet
-    labels_per_client: int = 2  # partition=label_count
+    labels_per_client: int = 2  # partition=label_count or label_count_balanced (least-used labels first, the authors' rule)
     test_batch_size: int = 256
 
 

@@ -62,6 +62,7 @@ def build_datamodule(config: DictConfig) -> FederatedDataModule:
         "iid": {},
         "dirichlet": {"beta": data.beta, "min_size": data.min_size},
         "label_count": {"labels_per_client": data.labels_per_client},
+        "label_count_balanced": {"labels_per_client": data.labels_per_client},
     }[data.partition]
     datamodule = FederatedDataModule(
         data.name,
