@@ -169,7 +169,7 @@ class FedPMTraining(L.Callback):
             parametrize.remove_parametrizations(owner, attr, leave_parametrized=False)
             getattr(owner, attr).requires_grad_(True)
 
-    def _masks(self, pl_module: nn.Module) -> dict[str, BernoulliMask]:
+    def _masks(self, pl_module: nn.Module) -> dict[str, nn.Module]:
         found = {}
         for name in self.names:
             module_name, _, attr = name.rpartition(".")

@@ -94,3 +94,17 @@ def test_frozen_weights_come_from_the_run_seed():
 def test_fedpm_refuses_the_masks_downlink():
     with pytest.raises(ConfigError, match="downlink"):
         load_config(None, ["method.name=fedpm", "method.downlink=masks"])
+
+
+def test_fedpm_posterior_survives_a_resume(tiny_config):
+    # reset every 3 rounds: round 3 uses the counts of rounds 1-2, which only the checkpoint holds
+    settings = ("method.name=fedpm", "method.fedpm_reset_every=3")
+    full = build_trainer(tiny_config(*settings, "train.rounds=3", out="full"))
+    full.fit()
+    first = build_trainer(tiny_config(*settings, "train.rounds=2", out="first"))
+    first.fit()
+    resumed = build_trainer(tiny_config(*settings, "train.rounds=3", out="resumed"))
+    resumed.load_state_dict(first.state_dict())
+    resumed.fit()
+    for name, tensor in full.global_state.items():
+        assert torch.equal(resumed.global_state[name], tensor), name
