@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from fedmrn_pl.messages import FitResult
-from fedmrn_pl.update import DENSE_KIND, ClientUpdate, DenseDtype
+from fedmrn_pl.update import DENSE_KIND, ClientUpdate, DenseDtype, MaskKind
 from fedmrn_pl.wire import DenseEncoding, MaskEncoding, PayloadError, decode_update, encode_update
 
 from .base import FederatedCallback, FederatedRun
@@ -95,7 +95,9 @@ class MaskPacking(FederatedCallback):
                 f"payload claims {update.num_examples} training examples, the client holds {request.num_examples}"
             )
         masking = trainer.masking
-        expected = (DENSE_KIND, None) if masking is None else (masking.kind, masking.noise)
+        # Without FedMRN's masking, masks can only be FedPM's binary ones (noise unused).
+        without_noise = MaskKind.binary.value if any(s.role == "mask" for s in trainer.expected_manifest.values()) else DENSE_KIND
+        expected = (without_noise, None) if masking is None else (masking.kind, masking.noise)
         received = (update.mask_kind, None if masking is None else update.noise)
         if received != expected:
             raise PayloadError(f"payload mask kind/noise {received} differ from the run's {expected}")

@@ -99,12 +99,12 @@ class ProgressiveMasking(L.Callback):
         end_mask_step(pl_module)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        """Sample the mask to upload (SM, p = 1) and record mask statistics."""
+        """Sample the mask to upload (SM, p = 1, or thresholded) and record mask statistics."""
         for name, parametrization in masked_parametrizations(pl_module).items():
             if not bool(torch.isfinite(parametrization.update).all()):
                 raise FloatingPointError(f"non-finite values in the trained update of {name!r}")
         # The uploaded mask is drawn on the CPU: the same u gives the same bits on any device.
-        self.masks = sample_final_masks(pl_module, make_generator(self.final_seed))
+        self.masks = sample_final_masks(pl_module, make_generator(self.final_seed), self.masking.sampling)
         self.stats = _mask_stats(masked_parametrizations(pl_module), self.masks)
 
     def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:

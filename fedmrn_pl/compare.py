@@ -32,6 +32,7 @@ VARIANTS: dict[str, list[str]] = {
     "fedmrn_signed": ["method.name=fedmrn", "method.mask=signed"],
     "fedmrn_sm": ["method.name=fedmrn", "method.mask=binary", "method.schedule=constant"],  # ablation: SM only
     "fedmrn_cosine": ["method.name=fedmrn", "method.mask=binary", "method.schedule=cosine"],  # PSM, cosine
+    "fedmrn_det": ["method.name=fedmrn", "method.mask=binary", "method.mask_sampling=threshold"],  # ablation: uploaded mask thresholded
     "fedmrn_gauss": ["method.name=fedmrn", "method.mask=binary", "method.noise=gauss"],
     "fedmrn_bernoulli": ["method.name=fedmrn", "method.mask=binary", "method.noise=bernoulli"],
     "signsgd": ["method.name=signsgd"],
@@ -39,6 +40,7 @@ VARIANTS: dict[str, list[str]] = {
     "stoch1bit": ["method.name=stoch1bit"],
     "eden": ["method.name=eden"],
     "topk": ["method.name=topk"],
+    "fedpm": ["method.name=fedpm"],
 }
 COLUMNS = (
     "method", "seeds", "final_acc_mean", "final_acc_std", "best_acc_mean", "best_acc_std", "uplink_mb",

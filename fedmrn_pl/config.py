@@ -23,7 +23,7 @@ from fedmrn_pl.choices import Choice
 from fedmrn_pl.data.datasets import DatasetName
 from fedmrn_pl.data.partition import PartitionName
 from fedmrn_pl.federated.downlink import DownlinkMode
-from fedmrn_pl.masking.functional import Schedule
+from fedmrn_pl.masking.functional import MaskSampling, Schedule
 from fedmrn_pl.methods.functional import QuantNorm
 from fedmrn_pl.models.initialization import InitScheme
 from fedmrn_pl.models.registry import ModelName
@@ -43,6 +43,7 @@ class Method(Choice):
     stoch1bit = "stoch1bit"  # unbiased stochastic 1-bit quantisation (QSGD, one level)
     eden = "eden"  # random Hadamard rotation, sign bits, one scale (EDEN/DRIVE)
     topk = "topk"  # top-k values + bit-packed indices, with error feedback
+    fedpm = "fedpm"  # FedPM: Bernoulli masks over a frozen random network, Beta-posterior aggregation
 
 
 class ConfigError(ValueError):
@@ -56,11 +57,12 @@ class DataConfig:
     name: DatasetName = DatasetName["mnist5k"]
     root: str = "data"  # where torchvision datasets live
     download: bool = False  # let torchvision download missing files (needs internet)
+    augment: bool = True  # cifar10/cifar100: RandomCrop(32, padding=4) + horizontal flip on training images; ignored elsewhere
     num_clients: int = 20
     partition: PartitionName = PartitionName["iid"]
     beta: float = 0.3  # Dirichlet concentration (partition=dirichlet)
     min_size: int = 10  # smallest client under Dirichlet
-    labels_per_client: int = 2  # partition=label_count
+    labels_per_client: int = 2  # partition=label_count or label_count_balanced (least-used labels first, the authors' rule)
     test_batch_size: int = 256
 
 
@@ -82,6 +84,7 @@ class MethodConfig:
     noise: NoiseFamily = NoiseFamily.uniform
     alpha: float | None = None  # noise magnitude; None: 0.01 binary / 0.005 signed
     schedule: Schedule = Schedule.linear  # PSM schedule; constant = plain SM
+    mask_sampling: MaskSampling = MaskSampling.stochastic  # uploaded mask: sampled (paper) or threshold: clip(u/n) >= 0.5 (ablation)
     dense_dtype: DenseDtype = DenseDtype.float32  # dense tensors on the wire
     mask_encoding: MaskEncoding = MaskEncoding.coded  # masks on the wire: entropy-coded where shorter, or packed
     dense_encoding: DenseEncoding = DenseEncoding.deflate  # dense tensors on the wire: deflated where shorter, or raw
@@ -91,6 +94,9 @@ class MethodConfig:
     mask_exclude: list[str] = field(default_factory=list)  # name patterns never masked
     topk_fraction: float = 0.01  # topk: fraction of each tensor's entries uploaded
     quant_norm: QuantNorm = QuantNorm.linf  # stoch1bit: scale by max |delta| (linf) or ||delta||_2 (l2)
+    fedpm_prior: float = 1.0  # fedpm: lambda_0 of the Beta(lambda_0, lambda_0) prior of each mask probability
+    fedpm_score_gain: float = 10.0  # fedpm: theta = sigmoid(gain * u / |w_rand|); SGD moves scores gain**2 faster (the paper uses Adam)
+    fedpm_reset_every: int | None = None  # fedpm: rounds between posterior resets; null: ceil(num_clients / clients_per_round) (the paper's 1 / participation)
 
 
 @dataclass
@@ -236,6 +242,17 @@ def validate(config: DictConfig) -> None:
         )
     if config.method.alpha is not None and not config.method.alpha > 0:
         raise ConfigError(f"method.alpha={config.method.alpha} must be > 0 (or null for the paper's default)")
+    if not config.method.fedpm_score_gain > 0:
+        raise ConfigError(f"method.fedpm_score_gain={config.method.fedpm_score_gain} is not valid; it must be > 0")
+    if not config.method.fedpm_prior > 0:
+        raise ConfigError(f"method.fedpm_prior={config.method.fedpm_prior} is not valid; it must be > 0")
+    if config.method.fedpm_reset_every is not None and config.method.fedpm_reset_every < 1:
+        raise ConfigError(f"method.fedpm_reset_every={config.method.fedpm_reset_every} is not valid; it must be >= 1 (or null)")
+    if config.method.name == Method.fedpm and config.method.downlink != DownlinkMode.dense:
+        raise ConfigError(
+            f"method.downlink={config.method.downlink} is not valid with method.name=fedpm: its server keeps a "
+            f"posterior the round messages do not carry; use method.downlink=dense"
+        )
     if not 0 < config.method.topk_fraction <= 1:
         raise ConfigError(f"method.topk_fraction={config.method.topk_fraction} is not valid; it must be in (0, 1]")
     if config.train.threads is not None and config.train.threads < 1:

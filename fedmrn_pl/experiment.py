@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -44,7 +45,8 @@ def masking_from_config(config: DictConfig) -> MaskingConfig | None:
     alpha = method.alpha if method.alpha is not None else default_alpha(method.mask)
     selector = _selector(config)
     return MaskingConfig(
-        kind=method.mask, noise=NoiseSpec(method.noise, float(alpha)), schedule=method.schedule, selector=selector
+        kind=method.mask, noise=NoiseSpec(method.noise, float(alpha)), schedule=method.schedule, selector=selector,
+        sampling=method.mask_sampling,
     )
 
 
@@ -60,6 +62,7 @@ def build_datamodule(config: DictConfig) -> FederatedDataModule:
         "iid": {},
         "dirichlet": {"beta": data.beta, "min_size": data.min_size},
         "label_count": {"labels_per_client": data.labels_per_client},
+        "label_count_balanced": {"labels_per_client": data.labels_per_client},
     }[data.partition]
     datamodule = FederatedDataModule(
         data.name,
@@ -69,6 +72,7 @@ def build_datamodule(config: DictConfig) -> FederatedDataModule:
         seed=config.seed,
         root=data.root,
         download=data.download,
+        augment=data.augment,
         batch_size=config.train.batch_size,
         test_batch_size=data.test_batch_size,
     )
@@ -102,10 +106,14 @@ def build_trainer(
         model, info.num_classes, lr=train.lr, momentum=train.momentum, weight_decay=train.weight_decay
     )
     masking = masking_from_config(config)
+    reset_every = config.method.fedpm_reset_every or math.ceil(config.data.num_clients / train.clients_per_round)
     strategy, method_callbacks = build_method(
         config.method.name, module, _selector(config),
         topk_fraction=config.method.topk_fraction, quant_norm=config.method.quant_norm,
+        run_seed=config.seed, fedpm_prior=config.method.fedpm_prior, fedpm_reset_every=reset_every,
+        fedpm_gain=config.method.fedpm_score_gain,
     )  # fmt: skip
+    local_callbacks = [c for callback in method_callbacks for c in getattr(callback, "local_callbacks", ())]
     save_dir = Path(config.output_dir) / "payloads" if config.save_payloads else None
     packing = MaskPacking(
         dense_dtype=config.method.dense_dtype,
@@ -125,7 +133,8 @@ def build_trainer(
         run_seed=config.seed,
         min_clients=train.min_clients,
         callbacks=[*callbacks, *method_callbacks, packing],  # compression encodes before packing
-        trainer_kwargs={"accelerator": train.accelerator, "devices": 1, "precision": train.precision},
+        trainer_kwargs={"accelerator": train.accelerator, "devices": 1, "precision": train.precision,
+                        **({"callbacks": local_callbacks} if local_callbacks else {})},  # fmt: skip
         threads=train.threads,
         timeout_seconds=train.dist_timeout,
         client_timeout=train.client_timeout,

@@ -9,6 +9,7 @@ from fedmrn_pl.data.partition import (
     partition_dirichlet,
     partition_iid,
     partition_label_count,
+    partition_label_count_balanced,
     partition_stats,
 )
 
@@ -24,5 +25,6 @@ __all__ = [
     "partition_dirichlet",
     "partition_iid",
     "partition_label_count",
+    "partition_label_count_balanced",
     "partition_stats",
 ]

@@ -36,6 +36,7 @@ class FederatedDataModule(L.LightningDataModule):
         root: Folder with the torchvision datasets' files.
         download: Let torchvision download missing files.
         verify_checksums: Check official MD5s of SVHN/CIFAR files.
+        augment: CIFAR-10/100 training augmentation (random crop with padding 4, flip); ignored elsewhere.
         batch_size: Default client batch size (the paper uses 64).
         test_batch_size: Batch size of the global test loader.
         num_workers: Worker processes per loader; 0 loads in the calling process.
@@ -52,6 +53,7 @@ class FederatedDataModule(L.LightningDataModule):
         root: str = "data",
         download: bool = False,
         verify_checksums: bool = True,
+        augment: bool = True,
         batch_size: int = 64,
         test_batch_size: int = 256,
         num_workers: int = 0,
@@ -73,6 +75,7 @@ class FederatedDataModule(L.LightningDataModule):
         self.root = root
         self.download = download
         self.verify_checksums = verify_checksums
+        self.augment = augment
         self.batch_size = batch_size
         self.test_batch_size = test_batch_size
         self.num_workers = num_workers
@@ -127,7 +130,8 @@ class FederatedDataModule(L.LightningDataModule):
         if self._data is None:
             assert isinstance(self.dataset, str)
             self._data = load_dataset(
-                self.dataset, self.root, self.download, seed=self.seed, verify_checksums=self.verify_checksums
+                self.dataset, self.root, self.download, seed=self.seed, verify_checksums=self.verify_checksums,
+                augment=self.augment,
             )
         self._parts = split_among_clients(
             self.partition, self._data.train_targets, self.num_clients, self.seed, **self.partition_kwargs

@@ -112,7 +112,7 @@ def _embedded(
 ) -> Callable[..., FederatedDataset]:
     """A loader that normalises ``arrays()`` and splits it with a seeded stratified split."""
 
-    def load(root: str, download: bool, seed: int, verify_checksums: bool) -> FederatedDataset:
+    def load(root: str, download: bool, seed: int, verify_checksums: bool, augment: bool) -> FederatedDataset:
         images, labels = arrays()
         from sklearn.model_selection import train_test_split
 
@@ -155,6 +155,7 @@ class _TorchvisionSpec:
     in_channels: int
     image_size: int
     uses_split: bool = False  # SVHN takes split="train"/"test" instead of train=True/False
+    augments: bool = False  # training images get RandomCrop(32, padding=4) + horizontal flip when asked (CIFAR)
     targets_attr: str = "targets"
 
 
@@ -193,6 +194,7 @@ _TORCHVISION: dict[str, _TorchvisionSpec] = {
         num_classes=10,
         in_channels=3,
         image_size=32,
+        augments=True,
     ),
     "cifar100": _TorchvisionSpec(
         class_name="CIFAR100",
@@ -202,6 +204,7 @@ _TORCHVISION: dict[str, _TorchvisionSpec] = {
         num_classes=100,
         in_channels=3,
         image_size=32,
+        augments=True,
     ),
 }
 
@@ -237,7 +240,7 @@ def _not_found_message(name: str, root: str, missing: list[str]) -> str:
 def _torchvision(name: str, spec: _TorchvisionSpec) -> Callable[..., FederatedDataset]:
     """A loader that checks the files itself, then builds the train and test splits."""
 
-    def load(root: str, download: bool, seed: int, verify_checksums: bool) -> FederatedDataset:
+    def load(root: str, download: bool, seed: int, verify_checksums: bool, augment: bool) -> FederatedDataset:
         import torchvision
         from torchvision import transforms
 
@@ -249,11 +252,17 @@ def _torchvision(name: str, spec: _TorchvisionSpec) -> Callable[..., FederatedDa
         if not verify_checksums:
             cls = _without_checksums(cls)
         transform = transforms.Compose([transforms.ToTensor(), transforms.Normalize(spec.mean, spec.std)])
+        # The usual CIFAR recipe, on training images only; draws come from torch's global RNG,
+        # which each client fit seeds from (run, round, client), so runs stay reproducible.
+        augmented = transforms.Compose(
+            [transforms.RandomCrop(spec.image_size, padding=4), transforms.RandomHorizontalFlip(), transform]
+        )
 
         def split(train: bool) -> Dataset:
             which = {"split": "train" if train else "test"} if spec.uses_split else {"train": train}
+            chosen = augmented if train and augment and spec.augments else transform
             try:
-                return cls(root, transform=transform, download=download, **which)
+                return cls(root, transform=chosen, download=download, **which)
             except RuntimeError as err:  # torchvision's "not found or corrupted"
                 raise DatasetNotFoundError(
                     f"Dataset {name!r} under root {root!r} could not be loaded ({err}). The files "
@@ -291,6 +300,7 @@ def load_dataset(
     *,
     seed: int = 0,
     verify_checksums: bool = True,
+    augment: bool = True,
 ) -> FederatedDataset:
     """Load ``name`` as a normalised train/test pair with its metadata.
 
@@ -301,6 +311,8 @@ def load_dataset(
         seed: Run seed; the embedded sets derive their stratified train/test split from it.
         verify_checksums: Check the official MD5s of SVHN/CIFAR files. Turn off only
             for hand-made files in the official format (e.g. small test fixtures).
+        augment: CIFAR-10/100 training images get ``RandomCrop(32, padding=4)`` and a
+            horizontal flip (test images never); ignored by the other sets.
 
     Returns:
         The loaded :class:`FederatedDataset`.
@@ -311,4 +323,6 @@ def load_dataset(
             the message lists the expected paths and how to obtain them.
     """
     key = DatasetName.parse(str(name).lower(), "dataset").value
-    return _LOADERS[key](root=os.fspath(root), download=download, seed=seed, verify_checksums=verify_checksums)
+    return _LOADERS[key](
+        root=os.fspath(root), download=download, seed=seed, verify_checksums=verify_checksums, augment=bool(augment)
+    )

@@ -1,4 +1,4 @@
-"""Split a training set among clients: IID, Dirichlet label skew, or k labels per client.
+"""Split a training set among clients: IID, Dirichlet label skew, or k labels per client (two rules).
 
 Partitioners are pure functions of the label array and a seed, so they are tested
 without images and give the same split in every process. Each returns one sorted
@@ -23,6 +23,7 @@ __all__ = [
     "partition_dirichlet",
     "partition_iid",
     "partition_label_count",
+    "partition_label_count_balanced",
     "partition_stats",
 ]
 
@@ -100,6 +101,20 @@ def partition_dirichlet(
     )
 
 
+def _label_count_inputs(
+    targets: Sequence[int] | np.ndarray, num_clients: int, labels_per_client: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The labels and the classes, after checking ``num_clients`` and ``labels_per_client``."""
+    labels = _as_targets(targets)
+    _check_clients(num_clients, len(labels))
+    classes = np.unique(labels)
+    if not 1 <= labels_per_client <= len(classes):
+        raise ValueError(
+            f"labels_per_client must be in [1, {len(classes)}] (the number of classes), got {labels_per_client}"
+        )
+    return labels, classes
+
+
 def partition_label_count(
     targets: Sequence[int] | np.ndarray, num_clients: int, labels_per_client: int, seed: int
 ) -> list[np.ndarray]:
@@ -115,13 +130,7 @@ def partition_label_count(
         ValueError: If ``labels_per_client`` is outside [1, number of classes] or a
             client would end up with no samples.
     """
-    labels = _as_targets(targets)
-    _check_clients(num_clients, len(labels))
-    classes = np.unique(labels)
-    if not 1 <= labels_per_client <= len(classes):
-        raise ValueError(
-            f"labels_per_client must be in [1, {len(classes)}] (the number of classes), got {labels_per_client}"
-        )
+    labels, classes = _label_count_inputs(targets, num_clients, labels_per_client)
     rng = _rng(seed)
     class_order = rng.permutation(classes)
     client_order = rng.permutation(num_clients)
@@ -129,6 +138,38 @@ def partition_label_count(
     for slot, client in enumerate(client_order):
         for j in range(labels_per_client):
             holders[int(class_order[(slot * labels_per_client + j) % len(classes)])].append(int(client))
+    return _split_labels(labels, holders, num_clients, rng)
+
+
+def partition_label_count_balanced(
+    targets: Sequence[int] | np.ndarray, num_clients: int, labels_per_client: int, seed: int
+) -> list[np.ndarray]:
+    """``labels_per_client`` distinct labels per client, least-used labels first (the FedMRN authors' rule).
+
+    Clients pick in turn (client 0 first); each takes the ``labels_per_client`` labels held
+    by the fewest clients so far, ties broken at random. Each label's samples are split
+    evenly among its holders, as in ``label_count``.
+
+    Raises:
+        ValueError: If ``labels_per_client`` is outside [1, number of classes] or a
+            client would end up with no samples.
+    """
+    labels, classes = _label_count_inputs(targets, num_clients, labels_per_client)
+    rng = _rng(seed)
+    used = np.zeros(len(classes), dtype=np.int64)
+    holders: dict[int, list[int]] = {int(c): [] for c in classes}
+    for client in range(num_clients):
+        order = np.lexsort((rng.random(len(classes)), used))  # fewest holders first, random among ties
+        for position in order[:labels_per_client]:
+            used[position] += 1
+            holders[int(classes[position])].append(client)
+    return _split_labels(labels, holders, num_clients, rng)
+
+
+def _split_labels(
+    labels: np.ndarray, holders: dict[int, list[int]], num_clients: int, rng: np.random.Generator
+) -> list[np.ndarray]:
+    """Split each label's samples evenly (in random order) among the clients holding it."""
     parts: list[list[int]] = [[] for _ in range(num_clients)]
     for label, clients in holders.items():
         if not clients:
@@ -150,6 +191,7 @@ _PARTITIONERS: dict[str, Callable[..., list[np.ndarray]]] = {
     "dirichlet": partition_dirichlet,
     "iid": _iid,
     "label_count": partition_label_count,
+    "label_count_balanced": partition_label_count_balanced,
 }
 PartitionName = Choice("PartitionName", [(name, name) for name in sorted(_PARTITIONERS)])  # the valid partitions
 
@@ -165,7 +207,7 @@ def partition(
         num_clients: Number of clients to split among.
         seed: Run seed; the split uses ``derive_seed(seed, purpose="partition")``.
         **kwargs: The partitioner's own settings: ``beta`` and ``min_size`` for
-            ``dirichlet``, ``labels_per_client`` for ``label_count``.
+            ``dirichlet``, ``labels_per_client`` for ``label_count`` and ``label_count_balanced``.
 
     Returns:
         One sorted index array per client.

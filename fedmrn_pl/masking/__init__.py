@@ -2,12 +2,14 @@
 
 from fedmrn_pl.masking.config import MaskingConfig, default_alpha
 from fedmrn_pl.masking.functional import (
+    MaskSampling,
     Schedule,
     expected_mask,
     mask_values,
     masked_noise,
     psm_probability,
     stochastic_mask,
+    threshold_mask,
 )
 from fedmrn_pl.masking.noise import MIN_NOISE_MAGNITUDE, generate_noise
 from fedmrn_pl.masking.parametrization import (
@@ -27,6 +29,7 @@ from fedmrn_pl.masking.selection import ParameterSelector
 
 __all__ = [
     "MIN_NOISE_MAGNITUDE",
+    "MaskSampling",
     "MaskedNoise",
     "MaskingConfig",
     "ParameterSelector",
@@ -49,4 +52,5 @@ __all__ = [
     "set_mask_generator",
     "set_mask_probability",
     "stochastic_mask",
+    "threshold_mask",
 ]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from fedmrn_pl.masking.functional import Schedule
+from fedmrn_pl.masking.functional import MaskSampling, Schedule
 from fedmrn_pl.masking.selection import ParameterSelector
 from fedmrn_pl.update import MaskKind, NoiseSpec
 
@@ -24,7 +24,9 @@ class MaskingConfig:
     noise: NoiseSpec = field(default_factory=NoiseSpec)  # family and alpha
     schedule: Schedule = Schedule.linear  # PSM: "linear" (paper), "cosine", "constant" (plain SM)
     selector: ParameterSelector = field(default_factory=ParameterSelector)  # what is masked
+    sampling: MaskSampling = MaskSampling.stochastic  # uploaded mask: sampled (paper) or "threshold" (ablation)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "kind", MaskKind.parse(self.kind, "mask kind"))
         object.__setattr__(self, "schedule", Schedule.parse(self.schedule, "PSM schedule"))
+        object.__setattr__(self, "sampling", MaskSampling.parse(self.sampling, "mask sampling"))

@@ -25,6 +25,7 @@ from fedmrn_pl.choices import Choice
 from fedmrn_pl.update import MaskKind
 
 __all__ = [
+    "MaskSampling",
     "Schedule",
     "expected_mask",
     "mask_values",
@@ -32,6 +33,7 @@ __all__ = [
     "masked_weight",
     "psm_probability",
     "stochastic_mask",
+    "threshold_mask",
 ]
 
 class Schedule(Choice):
@@ -40,6 +42,13 @@ class Schedule(Choice):
     linear = "linear"  # p = step / total (the paper)
     cosine = "cosine"  # p = (1 - cos(pi * step / total)) / 2
     constant = "constant"  # p = 1: plain stochastic masking (SM)
+
+
+class MaskSampling(Choice):
+    """How the uploaded mask is drawn at the end of local training (PSM during training is unchanged)."""
+
+    stochastic = "stochastic"  # SM: m ~ its Bernoulli (the paper)
+    threshold = "threshold"  # ablation: m = 1 where the expected mask >= 0.5 (binary) or >= 0 (signed: +1)
 
 
 def _sample(ratio: torch.Tensor, draw: torch.Tensor, kind: str, p: float = 1.0) -> torch.Tensor:
@@ -54,6 +63,14 @@ def stochastic_mask(ratio: torch.Tensor, kind: str, generator: torch.Generator |
     MaskKind.parse(kind, "mask kind")
     xi = torch.rand(ratio.shape, generator=generator, device=ratio.device, dtype=ratio.dtype)
     return _sample(ratio, xi, kind)
+
+
+def threshold_mask(ratio: torch.Tensor, kind: str) -> torch.Tensor:
+    """The deterministic mask (float, {0,1} or {-1,+1}): the SM mask's expectation rounded to the nearer value."""
+    MaskKind.parse(kind, "mask kind")
+    if kind == "binary":
+        return (ratio.clamp(0.0, 1.0) >= 0.5).to(ratio.dtype)
+    return torch.where(ratio.clamp(-1.0, 1.0) >= 0.0, 1.0, -1.0).to(ratio.dtype)
 
 
 def expected_mask(ratio: torch.Tensor, kind: str) -> torch.Tensor:

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from fedmrn_pl.masking.functional import masked_weight, stochastic_mask
+from fedmrn_pl.masking.functional import MaskSampling, masked_weight, stochastic_mask, threshold_mask
 from fedmrn_pl.masking.noise import generate_noise
 from fedmrn_pl.masking.selection import ParameterSelector, parameter_places
 from fedmrn_pl.update import MaskKind, NoiseSpec
@@ -169,16 +169,23 @@ def set_mask_generator(model: nn.Module, generator: torch.Generator | None) -> N
 
 
 @torch.no_grad()
-def sample_final_masks(model: nn.Module, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
-    """Sample the mask each client uploads (SM, ``p = 1``) as CPU bool tensors.
+def sample_final_masks(
+    model: nn.Module, generator: torch.Generator | None = None, sampling: str = "stochastic"
+) -> dict[str, torch.Tensor]:
+    """Sample the mask each client uploads (SM, ``p = 1``; or thresholded) as CPU bool tensors.
 
     For binary masks True means 1; for signed masks True means +1 and False -1.
+    ``sampling="threshold"`` is the deterministic ablation: ``clip(u / n) >= 0.5`` (binary).
     """
+    sampling = MaskSampling.parse(sampling, "mask sampling")
     masks = {}
     for name, parametrization in masked_parametrizations(model).items():
         ratio = parametrization.update / parametrization.noise
         if generator is not None and generator.device != ratio.device:
             ratio = ratio.to(generator.device)
-        sampled = stochastic_mask(ratio, parametrization.kind, generator)
+        if sampling is MaskSampling.threshold:
+            sampled = threshold_mask(ratio, parametrization.kind)
+        else:
+            sampled = stochastic_mask(ratio, parametrization.kind, generator)
         masks[name] = (sampled > 0).cpu()
     return masks

@@ -14,6 +14,8 @@ _EXPORTS = {
     "CompressedDeltas": "fedmrn_pl.methods.compression",
     "Compressor": "fedmrn_pl.methods.compressors",
     "EdenSign": "fedmrn_pl.methods.compressors",
+    "FedPM": "fedmrn_pl.methods.fedpm",
+    "FedPMClient": "fedmrn_pl.methods.fedpm",
     "QuantNorm": "fedmrn_pl.methods.functional",
     "ScaledSign": "fedmrn_pl.methods.compressors",
     "StochasticSign": "fedmrn_pl.methods.compressors",

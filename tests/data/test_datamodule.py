@@ -97,7 +97,7 @@ def test_out_of_range_client_id_raises_with_the_valid_range(digits: FederatedDat
     ("kwargs", "message"),
     [
         ({"num_clients": 0}, "num_clients must be >= 1"),
-        ({"partition": "shards"}, r"choose one of \['dirichlet', 'iid', 'label_count'\]"),
+        ({"partition": "shards"}, r"choose one of \['dirichlet', 'iid', 'label_count', 'label_count_balanced'\]"),
         ({"batch_size": 0}, "batch_size must be >= 1"),
     ],
 )

@@ -172,7 +172,7 @@ def test_dataset_names_and_unknown_name_error() -> None:
 def test_torchvision_datasets_load_files_written_in_the_official_format(name: str, tmp_path: Path) -> None:
     writer, mean, std, channels, num_classes = WRITERS[name]
     written = writer(tmp_path, np.random.default_rng(0))
-    data = load_dataset(name, root=str(tmp_path), verify_checksums=False)
+    data = load_dataset(name, root=str(tmp_path), verify_checksums=False, augment=False)
     image_size = 28 if channels == 1 else 32
     assert (data.num_classes, data.in_channels, data.image_size) == (num_classes, channels, image_size)
     for split, dataset, targets in (("train", data.train, data.train_targets), ("test", data.test, data.test_targets)):
@@ -184,6 +184,30 @@ def test_torchvision_datasets_load_files_written_in_the_official_format(name: st
             image, label = dataset[i]
             assert int(label) == labels[i]
             torch.testing.assert_close(image, expected[i], atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("name", ["cifar10", "cifar100"])
+def test_cifar_training_images_are_augmented_and_test_images_are_not(name: str, tmp_path: Path) -> None:
+    writer, mean, std, _, _ = WRITERS[name]
+    written = writer(tmp_path, np.random.default_rng(0))
+    data = load_dataset(name, root=str(tmp_path), verify_checksums=False)  # augment defaults to on
+    plain = _normalised(written["train"][0], mean, std)
+    torch.manual_seed(0)
+    draws = [data.train[0][0] for _ in range(8)]
+    assert all(d.shape == plain[0].shape for d in draws)
+    assert any(not torch.allclose(d, plain[0], atol=1e-5) for d in draws)  # cropped and/or flipped
+    assert any(not torch.equal(draws[0], d) for d in draws[1:])  # a fresh draw each read
+    pixels = torch.from_numpy(written["train"][0][0].astype(np.float32) / 255.0)  # (3, 32, 32)
+    windows = torch.nn.functional.pad(pixels, (4, 4, 4, 4)).unfold(1, 32, 1).unfold(2, 32, 1)  # (3, 9, 9, 32, 32)
+    windows = windows.permute(1, 2, 0, 3, 4).reshape(-1, 3, 32, 32)
+    m, sd = torch.tensor(mean).view(-1, 1, 1), torch.tensor(std).view(-1, 1, 1)
+    for draw in draws:  # each is a 32x32 window of the zero-padded image, maybe flipped
+        raw = draw * sd + m
+        assert any(min((w - raw).abs().max(), (w.flip(-1) - raw).abs().max()) < 1e-5 for w in windows)
+    expected_test = _normalised(written["test"][0], mean, std)
+    torch.testing.assert_close(data.test[0][0], expected_test[0], atol=1e-5, rtol=0)
+    again = load_dataset(name, root=str(tmp_path), verify_checksums=False, augment=False)
+    torch.testing.assert_close(again.train[0][0], plain[0], atol=1e-5, rtol=0)
 
 
 @pytest.mark.parametrize("name", ["svhn", "cifar10", "cifar100"])

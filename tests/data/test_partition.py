@@ -12,11 +12,17 @@ from fedmrn_pl.data import (
     partition_dirichlet,
     partition_iid,
     partition_label_count,
+    partition_label_count_balanced,
     partition_stats,
 )
 
 TARGETS = np.repeat(np.arange(10), 200)  # 2000 samples, 10 balanced classes
-SETTINGS = {"iid": {}, "dirichlet": {"beta": 0.5}, "label_count": {"labels_per_client": 2}}
+SETTINGS = {
+    "iid": {},
+    "dirichlet": {"beta": 0.5},
+    "label_count": {"labels_per_client": 2},
+    "label_count_balanced": {"labels_per_client": 2},
+}
 
 
 def _distinct_labels(parts: list[np.ndarray]) -> float:
@@ -24,7 +30,7 @@ def _distinct_labels(parts: list[np.ndarray]) -> float:
 
 
 def test_partition_names() -> None:
-    assert PartitionName.values() == ["dirichlet", "iid", "label_count"]
+    assert PartitionName.values() == ["dirichlet", "iid", "label_count", "label_count_balanced"]
 
 
 @pytest.mark.parametrize("name", sorted(SETTINGS))
@@ -120,7 +126,7 @@ def test_partition_ignores_global_numpy_rng() -> None:
 @pytest.mark.parametrize(
     ("name", "num_clients", "kwargs", "message"),
     [
-        ("fedavg", 4, {}, r"choose one of \['dirichlet', 'iid', 'label_count'\]"),
+        ("fedavg", 4, {}, r"choose one of \['dirichlet', 'iid', 'label_count', 'label_count_balanced'\]"),
         ("iid", 0, {}, "num_clients must be >= 1"),
         ("iid", 2001, {}, r"must not exceed the number of samples \(2000\)"),
         ("dirichlet", 4, {"beta": 0.0}, "beta must be > 0"),
@@ -165,3 +171,33 @@ def test_format_partition_stats_is_a_short_table_with_the_summary() -> None:
     assert len(lines) <= 8
     assert lines[0].startswith("50 clients, 2000 samples") and "min 40" in lines[0]
     assert "45 more clients" in lines[-1]
+
+
+def _least_used_first(num_classes: int, num_clients: int, k: int, parts: list[np.ndarray], targets: np.ndarray) -> None:
+    """Replays the rule: each client's labels were among the least-held ones when it picked."""
+    used = np.zeros(num_classes, dtype=int)
+    for part in parts:
+        mine = np.unique(targets[part])
+        assert len(mine) == k
+        free = sorted(range(num_classes), key=lambda c: used[c])
+        threshold = used[free[k - 1]]  # the k-th smallest count so far
+        assert all(used[c] <= threshold for c in mine)
+        assert all(used[c] > threshold or c in mine for c in range(num_classes) if used[c] < threshold)
+        used[mine] += 1
+
+
+@pytest.mark.parametrize(("num_clients", "k"), [(10, 2), (7, 3), (20, 2), (3, 5)])
+def test_label_count_balanced_takes_least_used_labels_first(num_clients: int, k: int) -> None:
+    parts = partition_label_count_balanced(TARGETS, num_clients, k, seed=1)
+    _least_used_first(10, num_clients, k, parts, TARGETS)
+    holders = np.bincount(np.concatenate([np.unique(TARGETS[p]) for p in parts]), minlength=10)
+    assert holders.max() - holders.min() <= 1  # least-used first keeps every label's holders within one
+    assert np.array_equal(np.sort(np.concatenate(parts)), np.arange(len(TARGETS))) or num_clients * k < 10
+
+
+def test_label_count_balanced_is_seeded_and_validated() -> None:
+    a = partition_label_count_balanced(TARGETS, 10, 2, seed=3)
+    assert all(np.array_equal(x, y) for x, y in zip(a, partition_label_count_balanced(TARGETS, 10, 2, seed=3)))
+    assert not all(np.array_equal(x, y) for x, y in zip(a, partition_label_count_balanced(TARGETS, 10, 2, seed=4)))
+    with pytest.raises(ValueError, match=r"\[1, 10\]"):
+        partition_label_count_balanced(TARGETS, 10, 11, seed=0)

@@ -143,10 +143,12 @@ def test_error_feedback_changes_what_is_sent(tiny_config):
 
 
 @pytest.mark.slow
-def test_ef_signsgd_under_torchrun_equals_one_process(tmp_path):
-    """Clients change ranks between rounds; their residuals travel with the requests, so results match."""
+@pytest.mark.parametrize("method", ["ef_signsgd", "fedpm"])
+def test_method_under_torchrun_equals_one_process(tmp_path, method):
+    """Clients change ranks between rounds; EF residuals travel with the requests and FedPM's
+    frozen weights come from the run seed on every rank, so results match."""
     overrides = ["data.name=digits", "data.num_clients=6", "train.clients_per_round=4", "train.rounds=3",
-                 "train.local_epochs=1", "progress=false", "method.name=ef_signsgd"]  # fmt: skip
+                 "train.local_epochs=1", "progress=false", f"method.name={method}"]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1", "WANDB_MODE": "offline"}
     env.pop("PYTEST_XDIST_WORKER", None)
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]

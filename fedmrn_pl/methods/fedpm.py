@@ -1,0 +1,275 @@
+"""FedPM (Isik et al., ICLR 2023): clients learn Bernoulli mask probabilities over a frozen random network.
+
+Every masked tensor ``w`` is replaced by ``w_rand * m`` with ``w_rand`` frozen signed
+Kaiming constants (``+-gain / sqrt(fan_in)``, never zero) drawn from the run seed, so
+every rank and the server regenerate them, and ``m ~ Bernoulli(theta)``.
+
+- Client (:class:`FedPMTraining`, a Lightning callback in each local fit): starts from the
+  global ``theta``, trains scores with ``theta = sigmoid(u / |w_rand|)`` through a sampled
+  mask with a straight-through gradient (``m + theta - theta.detach()``), then samples one
+  binary mask ``m ~ Bernoulli(theta)`` to upload: 1 bit per masked parameter, packed or
+  entropy-coded as a wire ``mask``. ``u`` lives in weight units (as FedMRN's ``u / n``) so
+  the user's weight-space optimizer and learning rate train it at a sensible speed.
+- Server (:class:`FedPM`): a Beta posterior per parameter. ``alpha += sum_k m_k``,
+  ``beta += K - sum_k m_k`` (one vote per client, as in the paper), reset to
+  ``Beta(prior, prior)`` every ``reset_every`` rounds (the paper resets every
+  ``1 / participation`` rounds, our default). The global probability is the posterior mean.
+
+The global model holds ``w_rand * theta`` (the expected mask): clients read ``theta`` back
+as ``global / w_rand``, so the plain dense downlink carries the probabilities. The
+*evaluated* model uses the threshold mask ``w_rand * 1[theta >= 0.5]`` (see
+:class:`FedPMTraining`, which applies it in every ``test`` run of the local trainers).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import lightning as L
+import torch
+from torch import nn
+from torch.nn.utils import parametrize
+
+from fedmrn_pl.callbacks.base import FederatedCallback, FederatedRun
+from fedmrn_pl.federated.aggregate import example_weights, weighted_average
+from fedmrn_pl.federated.strategies import State, Strategy
+from fedmrn_pl.messages import FitRequest, FitResult
+from fedmrn_pl.seeding import derive_seed, make_generator
+from fedmrn_pl.update import ClientUpdate, MaskKind, NoiseSpec
+
+__all__ = ["BernoulliMask", "FedPM", "FedPMClient", "FedPMTraining", "frozen_random_weights", "init_fedpm"]
+
+EPS = 1e-4  # theta is kept in [EPS, 1 - EPS] so the scores stay finite
+
+
+def frozen_random_weights(run_seed: int, name: str, shape: Sequence[int]) -> torch.Tensor:
+    """The frozen signed Kaiming constants of tensor ``name``: ``+-sqrt(2 / fan_in)``, from the run seed."""
+    shape = tuple(int(d) for d in shape)
+    fan_in = math.prod(shape[1:]) if len(shape) > 1 else max(shape[0] if shape else 1, 1)
+    generator = make_generator(derive_seed(run_seed, purpose=f"fedpm_weights:{name}"))
+    signs = torch.randint(0, 2, shape, generator=generator, dtype=torch.float32).mul_(2).sub_(1)
+    return signs * math.sqrt(2.0 / max(fan_in, 1))
+
+
+def probabilities(global_weight: torch.Tensor, frozen: torch.Tensor) -> torch.Tensor:
+    """``theta = global / w_rand`` clipped to ``[EPS, 1 - EPS]``: the probabilities the global model holds."""
+    return (global_weight.detach().to(torch.float32).cpu() / frozen).clamp_(EPS, 1.0 - EPS)
+
+
+@torch.no_grad()
+def init_fedpm(module: nn.Module, names: Sequence[str], run_seed: int, theta: float = 0.5) -> None:
+    """Set each named tensor of ``module`` to ``w_rand * theta``: the first global model (uniform probabilities)."""
+    tensors = dict(module.named_parameters())
+    for name in names:
+        tensor = tensors[name]
+        tensor.copy_((frozen_random_weights(run_seed, name, tensor.shape) * theta).to(tensor))
+
+
+class _FixedMask(nn.Module):
+    """Parametrization ``w -> w_fixed``: the evaluated model's masked random weights."""
+
+    def __init__(self, weight: torch.Tensor) -> None:
+        super().__init__()
+        self.register_buffer("fixed", weight, persistent=False)
+
+    def forward(self, weight: torch.Tensor) -> torch.Tensor:
+        return self.fixed.to(weight.dtype)
+
+
+class BernoulliMask(nn.Module):
+    """Parametrization ``w -> w_rand * m``, ``m ~ Bernoulli(sigmoid(u / |w_rand|))``, straight-through to ``u``."""
+
+    def __init__(self, frozen: torch.Tensor, theta: torch.Tensor, gain: float = 10.0) -> None:
+        super().__init__()
+        self.register_buffer("frozen", frozen, persistent=False)
+        self.register_buffer("scale", frozen.abs() / gain, persistent=False)
+        self.scores = nn.Parameter(torch.logit(theta) * self.scale)
+        self.generator: torch.Generator | None = None
+
+    def probability(self) -> torch.Tensor:
+        """``theta = sigmoid(u / |w_rand|)``."""
+        return torch.sigmoid(self.scores / self.scale)
+
+    def forward(self, weight: torch.Tensor) -> torch.Tensor:
+        theta = self.probability()
+        if not self.training:
+            return self.frozen * theta  # the expected mask
+        draw = torch.rand(theta.shape, generator=self.generator, device=theta.device, dtype=theta.dtype)
+        sampled = (draw < theta).to(theta.dtype)
+        return self.frozen * (sampled + theta - theta.detach())
+
+
+class FedPMTraining(L.Callback):
+    """Lightning callback: Bernoulli masks on the named tensors in a local fit, a fixed mask in evaluation.
+
+    In a fit the masks are sampled afresh each forward and trained; the binary mask to
+    upload is sampled at the end. In evaluation (``test``) the model uses the threshold
+    mask ``theta >= 0.5`` of the global ``theta``: BatchNorm statistics are gathered under
+    binary masks, which the expected mask ``w_rand * theta`` does not match (digits: chance
+    accuracy with the expected mask, 0.74 with the threshold after 4 rounds).
+
+    ``gain``: ``theta = sigmoid(gain * u / |w_rand|)``, so plain SGD at the task's learning
+    rate moves the scores ``gain**2`` times faster (the paper trains scores with Adam, lr 0.1;
+    with gain 1 SGD at lr 0.1 leaves them almost where they start).
+    """
+
+    def __init__(self, names: Sequence[str], run_seed: int, gain: float = 10.0) -> None:
+        if not (isinstance(gain, (int, float)) and math.isfinite(gain) and gain > 0):
+            raise ValueError(f"FedPM score gain must be a finite number > 0, got {gain!r}")
+        self.names = tuple(names)
+        self.run_seed = int(run_seed)
+        self.gain = float(gain)
+        self.request: tuple[int, int] | None = None  # (server_round, client_id) of the next fit
+        self.masks: dict[str, torch.Tensor] = {}
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        """Wrap before ``configure_optimizers`` runs, so the optimizer sees the scores."""
+        if stage == "fit" and self.request is None:
+            return  # a fit FedPMClient did not announce (not a federated client)
+        tensors = dict(pl_module.named_parameters())
+        for name in self.names:
+            weight = tensors[name]
+            frozen = frozen_random_weights(self.run_seed, name, weight.shape)
+            theta = probabilities(weight, frozen)
+            module_name, _, attr = name.rpartition(".")
+            owner = pl_module.get_submodule(module_name)
+            if stage == "fit":
+                mask: nn.Module = BernoulliMask(frozen, theta, self.gain)
+            else:
+                mask = _FixedMask(frozen * (theta >= 0.5).float())
+            parametrize.register_parametrization(owner, attr, mask.to(weight.device), unsafe=True)
+            weight.requires_grad_(False)
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Seed the training draws on the module's device."""
+        assert self.request is not None
+        generator = make_generator(derive_seed(self.run_seed, *self.request, "fedpm_train"), pl_module.device)
+        for mask in self._trained(pl_module).values():
+            mask.generator = generator
+
+    @torch.no_grad()
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Sample the binary mask to upload, ``m ~ Bernoulli(theta)``, on the CPU (same bits on any device)."""
+        assert self.request is not None
+        generator = make_generator(derive_seed(self.run_seed, *self.request, "fedpm_upload"))
+        self.masks = {}
+        for name, mask in self._trained(pl_module).items():
+            theta = mask.probability().float().cpu()
+            if not bool(torch.isfinite(theta).all()):
+                raise FloatingPointError(f"non-finite mask probabilities in {name!r}")
+            self.masks[name] = torch.rand(theta.shape, generator=generator) < theta
+
+    def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        """Give the user their plain module back, with its global weights."""
+        for name in self._masks(pl_module):
+            module_name, _, attr = name.rpartition(".")
+            owner = pl_module.get_submodule(module_name)
+            parametrize.remove_parametrizations(owner, attr, leave_parametrized=False)
+            getattr(owner, attr).requires_grad_(True)
+
+    def _masks(self, pl_module: nn.Module) -> dict[str, nn.Module]:
+        found = {}
+        for name in self.names:
+            module_name, _, attr = name.rpartition(".")
+            owner = pl_module.get_submodule(module_name)
+            if parametrize.is_parametrized(owner, attr):
+                found.update({name: p for p in owner.parametrizations[attr] if isinstance(p, (BernoulliMask, _FixedMask))})
+        return found
+
+    def _trained(self, pl_module: nn.Module) -> dict[str, BernoulliMask]:
+        return {n: p for n, p in self._masks(pl_module).items() if isinstance(p, BernoulliMask)}
+
+
+class FedPMClient(FederatedCallback):
+    """Client side of FedPM: tells the local fit which client trains, then uploads its sampled masks.
+
+    ``local_callbacks`` must be among the local ``lightning.Trainer``'s callbacks
+    (``build_trainer`` puts them there). Runs before ``MaskPacking``.
+    """
+
+    def __init__(self, names: Sequence[str], run_seed: int, gain: float = 10.0) -> None:
+        self.names = tuple(names)
+        self.training = FedPMTraining(self.names, run_seed, gain)
+        self.local_callbacks: list[L.Callback] = [self.training]
+
+    def on_client_fit_start(self, trainer: FederatedRun, request: FitRequest) -> None:
+        """Seed the client's draws from (run, round, client)."""
+        self.training.request = (request.server_round, request.client_id)
+        self.training.masks = {}
+
+    def on_client_fit_end(self, trainer: FederatedRun, result: FitResult) -> None:
+        """Replace the masked tensors' dense values by the sampled binary masks."""
+        update = result.update
+        self.training.request = None
+        if update is None:
+            return
+        masks = self.training.masks
+        if set(masks) != set(self.names):
+            raise RuntimeError(f"FedPM sampled masks for {sorted(masks)}, expected {sorted(self.names)}")
+        dense = {name: tensor for name, tensor in update.dense.items() if name not in masks}
+        result.update = ClientUpdate(
+            update.server_round, update.client_id, update.seed, MaskKind.binary.value, NoiseSpec(),
+            update.num_examples, masks=dict(masks), dense=dense,
+        )  # fmt: skip
+
+
+class FedPM(Strategy):
+    """Beta-posterior aggregation of binary masks; the global model is ``w_rand * E[theta]``.
+
+    Args:
+        names: the tensors uploaded as masks (the rest travel dense, averaged as in FedAvg).
+        run_seed: the run's seed (the frozen random weights come from it).
+        prior: ``lambda_0`` of the ``Beta(lambda_0, lambda_0)`` prior.
+        reset_every: rounds between resets of the posterior to the prior (1: every round).
+    """
+
+    name = "fedpm"
+
+    def __init__(self, names: Sequence[str], run_seed: int, prior: float = 1.0, reset_every: int = 1) -> None:
+        if not (isinstance(prior, (int, float)) and math.isfinite(prior) and prior > 0):
+            raise ValueError(f"FedPM prior must be a finite number > 0, got {prior!r}")
+        if not (isinstance(reset_every, int) and reset_every >= 1):
+            raise ValueError(f"FedPM reset_every must be an int >= 1, got {reset_every!r}")
+        self.names = tuple(names)
+        self.run_seed = int(run_seed)
+        self.prior = float(prior)
+        self.reset_every = reset_every
+        self.alpha: dict[str, torch.Tensor] = {}
+        self.beta: dict[str, torch.Tensor] = {}
+
+    def compressed_manifest(self, global_state: Mapping[str, torch.Tensor]) -> dict[str, tuple[str, tuple[int, ...]]]:
+        return {name: ("mask", tuple(global_state[name].shape)) for name in self.names}
+
+    def aggregate(
+        self, server_round: int, global_state: Mapping[str, torch.Tensor], updates: Sequence[ClientUpdate]
+    ) -> State | None:
+        if not updates:
+            return None
+        reset = (server_round - 1) % self.reset_every == 0
+        weights = example_weights(updates)
+        new_state = {}
+        for name, like in global_state.items():
+            if name in self.names:
+                ones = torch.stack([u.masks[name].to(torch.float32) for u in updates]).sum(0)
+                if reset or name not in self.alpha:
+                    self.alpha[name] = torch.full_like(ones, self.prior)
+                    self.beta[name] = torch.full_like(ones, self.prior)
+                self.alpha[name] += ones
+                self.beta[name] += len(updates) - ones
+                theta = self.alpha[name] / (self.alpha[name] + self.beta[name])
+                new_state[name] = (frozen_random_weights(self.run_seed, name, like.shape) * theta).to(like.dtype)
+            elif name in updates[0].dense:
+                new_state[name] = weighted_average([u.dense[name] for u in updates], weights, like)
+            else:
+                new_state[name] = like  # frozen: not uploaded, the server keeps its value
+        return new_state
+
+    def state_dict(self) -> dict[str, Any]:
+        """The Beta posterior's counts."""
+        return {"alpha": dict(self.alpha), "beta": dict(self.beta)}
+
+    def load_state_dict(self, state: Mapping) -> None:
+        self.alpha = {k: v.clone() for k, v in state.get("alpha", {}).items()}
+        self.beta = {k: v.clone() for k, v in state.get("beta", {}).items()}
