@@ -9,7 +9,7 @@ import torch
 from fedmrn_pl.masking import reconstruct_delta
 from fedmrn_pl.update import ClientUpdate
 
-__all__ = ["example_weights", "masked_noise_sum", "weighted_average"]
+__all__ = ["average_dense", "example_weights", "masked_noise_sum", "weighted_average"]
 
 
 def example_weights(updates: Sequence[ClientUpdate]) -> list[float]:
@@ -28,6 +28,18 @@ def weighted_average(tensors: Sequence[torch.Tensor], weights: Sequence[float], 
     if not like.is_floating_point():
         total = total.round_()
     return total.to(like.dtype)
+
+
+def average_dense(
+    name: str, updates: Sequence[ClientUpdate], weights: Sequence[float], like: torch.Tensor
+) -> torch.Tensor:
+    """The new value of a dense tensor: the weighted average of the uploads, or ``like`` when none carries it.
+
+    A tensor no client uploads is frozen (no client can change it): the server keeps its value.
+    """
+    if name not in updates[0].dense:
+        return like
+    return weighted_average([update.dense[name] for update in updates], weights, like)
 
 
 def masked_noise_sum(

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 
 import torch
 
-from fedmrn_pl.federated.aggregate import example_weights, masked_noise_sum, weighted_average
+from fedmrn_pl.federated.aggregate import average_dense, example_weights, masked_noise_sum
 from fedmrn_pl.update import ClientUpdate
 
 __all__ = ["FedAvg", "FedMRN", "Strategy"]
@@ -54,12 +54,7 @@ class FedAvg(Strategy):
         if not updates:
             return None
         weights = example_weights(updates)
-        return {
-            name: weighted_average([update.dense[name] for update in updates], weights, like)
-            if name in updates[0].dense
-            else like  # frozen: not uploaded, the server keeps its value
-            for name, like in global_state.items()
-        }
+        return {name: average_dense(name, updates, weights, like) for name, like in global_state.items()}
 
 
 class FedMRN(Strategy):
@@ -78,8 +73,6 @@ class FedMRN(Strategy):
         for name, like in global_state.items():
             if name in masked:
                 new_state[name] = like + masked_noise_sum(name, updates, weights, like)
-            elif name not in updates[0].dense:
-                new_state[name] = like  # frozen: not uploaded, the server keeps its value
             else:
-                new_state[name] = weighted_average([update.dense[name] for update in updates], weights, like)
+                new_state[name] = average_dense(name, updates, weights, like)
         return new_state

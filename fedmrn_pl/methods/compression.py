@@ -24,7 +24,7 @@ from collections.abc import Mapping, Sequence
 import torch
 
 from fedmrn_pl.callbacks.base import FederatedCallback, FederatedRun
-from fedmrn_pl.federated.aggregate import example_weights, weighted_average
+from fedmrn_pl.federated.aggregate import average_dense, example_weights, weighted_average
 from fedmrn_pl.federated.strategies import State, Strategy
 from fedmrn_pl.messages import FitResult
 from fedmrn_pl.methods.compressors import Compressor
@@ -65,10 +65,8 @@ class CompressedDeltas(Strategy):
                 shape = tuple(like.shape)
                 deltas = [self.compressor.decompress(name, u.compressed[name], u.seed, shape) for u in updates]
                 new_state[name] = like + weighted_average(deltas, weights, torch.zeros_like(like, dtype=torch.float32)).to(like.dtype)
-            elif name in updates[0].dense:
-                new_state[name] = weighted_average([u.dense[name] for u in updates], weights, like)
             else:
-                new_state[name] = like  # frozen: not uploaded, the server keeps its value
+                new_state[name] = average_dense(name, updates, weights, like)
         return new_state
 
 
