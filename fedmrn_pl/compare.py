@@ -41,6 +41,7 @@ VARIANTS: dict[str, list[str]] = {
     "eden": ["method.name=eden"],
     "topk": ["method.name=topk"],
     "fedpm": ["method.name=fedpm"],
+    "fedpm_adam": ["method.name=fedpm", "method.fedpm_optimizer=adam"],  # the paper's score optimizer: Adam, lr 0.1
 }
 COLUMNS = (
     "method", "seeds", "final_acc_mean", "final_acc_std", "best_acc_mean", "best_acc_std", "uplink_mb",

@@ -24,6 +24,7 @@ from fedmrn_pl.data.datasets import DatasetName
 from fedmrn_pl.data.partition import PartitionName
 from fedmrn_pl.federated.downlink import DownlinkMode
 from fedmrn_pl.masking.functional import MaskSampling, Schedule
+from fedmrn_pl.methods.fedpm_settings import FedPMEstimate, FedPMOptimizer
 from fedmrn_pl.methods.functional import QuantNorm
 from fedmrn_pl.models.initialization import InitScheme
 from fedmrn_pl.models.registry import ModelName
@@ -95,7 +96,10 @@ class MethodConfig:
     topk_fraction: float = 0.01  # topk: fraction of each tensor's entries uploaded
     quant_norm: QuantNorm = QuantNorm.linf  # stoch1bit: scale by max |delta| (linf) or ||delta||_2 (l2)
     fedpm_prior: float = 1.0  # fedpm: lambda_0 of the Beta(lambda_0, lambda_0) prior of each mask probability
-    fedpm_score_gain: float = 10.0  # fedpm: theta = sigmoid(gain * u / |w_rand|); SGD moves scores gain**2 faster (the paper uses Adam)
+    fedpm_estimate: FedPMEstimate = FedPMEstimate.mode  # fedpm: global theta = posterior mode (paper) or mean
+    fedpm_optimizer: FedPMOptimizer = FedPMOptimizer.task  # fedpm: scores trained by the task's optimizer or by Adam (the paper's)
+    fedpm_lr: float = 0.1  # fedpm, optimizer=adam: Adam's learning rate on the score logits (the paper's 0.1)
+    fedpm_score_gain: float = 10.0  # fedpm, optimizer=task: theta = sigmoid(gain * u / |w_rand|); SGD moves scores gain**2 faster
     fedpm_reset_every: int | None = None  # fedpm: rounds between posterior resets; null: ceil(num_clients / clients_per_round) (the paper's 1 / participation)
 
 
@@ -242,10 +246,16 @@ def validate(config: DictConfig) -> None:
         )
     if config.method.alpha is not None and not config.method.alpha > 0:
         raise ConfigError(f"method.alpha={config.method.alpha} must be > 0 (or null for the paper's default)")
-    if not config.method.fedpm_score_gain > 0:
-        raise ConfigError(f"method.fedpm_score_gain={config.method.fedpm_score_gain} is not valid; it must be > 0")
+    for key in ("fedpm_score_gain", "fedpm_lr"):
+        if not config.method[key] > 0:
+            raise ConfigError(f"method.{key}={config.method[key]} is not valid; it must be > 0")
     if not config.method.fedpm_prior > 0:
         raise ConfigError(f"method.fedpm_prior={config.method.fedpm_prior} is not valid; it must be > 0")
+    if config.method.fedpm_estimate == FedPMEstimate.mode and config.method.fedpm_prior < 1:
+        raise ConfigError(
+            f"method.fedpm_prior={config.method.fedpm_prior} is not valid with method.fedpm_estimate=mode: a Beta prior "
+            f"below 1 has no mode; use fedpm_prior >= 1 or fedpm_estimate=mean"
+        )
     if config.method.fedpm_reset_every is not None and config.method.fedpm_reset_every < 1:
         raise ConfigError(f"method.fedpm_reset_every={config.method.fedpm_reset_every} is not valid; it must be >= 1 (or null)")
     if config.method.name == Method.fedpm and config.method.downlink != DownlinkMode.dense:

@@ -26,6 +26,7 @@ from fedmrn_pl.config import ConfigError, Method, to_container
 from fedmrn_pl.data import FederatedDataModule, FederatedDataset, format_partition_stats
 from fedmrn_pl.federated import FederatedTrainer
 from fedmrn_pl.masking import MaskingConfig, ParameterSelector, default_alpha
+from fedmrn_pl.methods.fedpm_settings import FedPMSettings
 from fedmrn_pl.methods.registry import build_method
 from fedmrn_pl.models import build_model
 from fedmrn_pl.seeding import derive_seed
@@ -94,6 +95,16 @@ def model_from_config(config: DictConfig, data: FederatedDataset) -> nn.Module:
     )
 
 
+def fedpm_settings(config: DictConfig) -> FedPMSettings:
+    """FedPM's settings from ``method.fedpm_*``; the posterior resets every ``1 / participation`` rounds unless set."""
+    method = config.method
+    reset_every = method.fedpm_reset_every or math.ceil(config.data.num_clients / config.train.clients_per_round)
+    return FedPMSettings(
+        prior=method.fedpm_prior, reset_every=reset_every, estimate=method.fedpm_estimate,
+        optimizer=method.fedpm_optimizer, lr=method.fedpm_lr, gain=method.fedpm_score_gain,
+    )  # fmt: skip
+
+
 def build_trainer(
     config: DictConfig, callbacks: Sequence[FederatedCallback] = (), datamodule: FederatedDataModule | None = None
 ) -> FederatedTrainer:
@@ -106,12 +117,10 @@ def build_trainer(
         model, info.num_classes, lr=train.lr, momentum=train.momentum, weight_decay=train.weight_decay
     )
     masking = masking_from_config(config)
-    reset_every = config.method.fedpm_reset_every or math.ceil(config.data.num_clients / train.clients_per_round)
     strategy, method_callbacks = build_method(
         config.method.name, module, _selector(config),
         topk_fraction=config.method.topk_fraction, quant_norm=config.method.quant_norm,
-        run_seed=config.seed, fedpm_prior=config.method.fedpm_prior, fedpm_reset_every=reset_every,
-        fedpm_gain=config.method.fedpm_score_gain,
+        run_seed=config.seed, fedpm=fedpm_settings(config),
     )  # fmt: skip
     local_callbacks = [c for callback in method_callbacks for c in getattr(callback, "local_callbacks", ())]
     save_dir = Path(config.output_dir) / "payloads" if config.save_payloads else None

@@ -5,15 +5,19 @@ Kaiming constants (``+-gain / sqrt(fan_in)``, never zero) drawn from the run see
 every rank and the server regenerate them, and ``m ~ Bernoulli(theta)``.
 
 - Client (:class:`FedPMTraining`, a Lightning callback in each local fit): starts from the
-  global ``theta``, trains scores with ``theta = sigmoid(u / |w_rand|)`` through a sampled
-  mask with a straight-through gradient (``m + theta - theta.detach()``), then samples one
-  binary mask ``m ~ Bernoulli(theta)`` to upload: 1 bit per masked parameter, packed or
-  entropy-coded as a wire ``mask``. ``u`` lives in weight units (as FedMRN's ``u / n``) so
-  the user's weight-space optimizer and learning rate train it at a sensible speed.
-- Server (:class:`FedPM`): a Beta posterior per parameter. ``alpha += sum_k m_k``,
-  ``beta += K - sum_k m_k`` (one vote per client, as in the paper), reset to
-  ``Beta(prior, prior)`` every ``reset_every`` rounds (the paper resets every
-  ``1 / participation`` rounds, our default). The global probability is the posterior mean.
+  global ``theta``, trains scores through a sampled mask with a straight-through gradient
+  (``m + theta - theta.detach()``), then samples one binary mask ``m ~ Bernoulli(theta)`` to
+  upload: 1 bit per masked parameter, packed or entropy-coded as a wire ``mask``. By default
+  the module's own optimizer trains the scores, in weight units
+  (``theta = sigmoid(gain * u / |w_rand|)``); ``optimizer=adam`` trains logits
+  (``theta = sigmoid(s)``) with their own Adam as the paper (lr 0.1), stepped from a gradient
+  hook so the module's optimizer keeps training everything else.
+- Server (:class:`FedPM`): a Beta posterior per parameter. ``alpha += sum_k v_k``,
+  ``beta += sum_k (1 - v_k)`` with ``v_k`` client k's vote ``m_k`` clipped to
+  ``[vote_clip, 1 - vote_clip]`` (one vote per client, as in the paper and the authors'
+  code), reset to ``Beta(prior, prior)`` every ``reset_every`` rounds (the paper resets every
+  ``1 / participation`` rounds, our default). The global probability is the posterior mode
+  (the paper's), or its mean.
 
 The global model holds ``w_rand * theta`` (the expected mask): clients read ``theta`` back
 as ``global / w_rand``, so the plain dense downlink carries the probabilities. The
@@ -36,10 +40,13 @@ from fedmrn_pl.callbacks.base import FederatedCallback, FederatedRun
 from fedmrn_pl.federated.aggregate import example_weights, weighted_average
 from fedmrn_pl.federated.strategies import State, Strategy
 from fedmrn_pl.messages import FitRequest, FitResult
+from fedmrn_pl.methods.fedpm_settings import FedPMEstimate, FedPMOptimizer, FedPMSettings
 from fedmrn_pl.seeding import derive_seed, make_generator
 from fedmrn_pl.update import ClientUpdate, MaskKind, NoiseSpec
 
-__all__ = ["BernoulliMask", "FedPM", "FedPMClient", "FedPMTraining", "frozen_random_weights", "init_fedpm"]
+__all__ = [
+    "BernoulliMask", "FedPM", "FedPMClient", "FedPMSettings", "FedPMTraining", "frozen_random_weights", "init_fedpm"
+]
 
 EPS = 1e-4  # theta is kept in [EPS, 1 - EPS] so the scores stay finite
 
@@ -79,17 +86,21 @@ class _FixedMask(nn.Module):
 
 
 class BernoulliMask(nn.Module):
-    """Parametrization ``w -> w_rand * m``, ``m ~ Bernoulli(sigmoid(u / |w_rand|))``, straight-through to ``u``."""
+    """Parametrization ``w -> w_rand * m``, ``m ~ Bernoulli(sigmoid(scores / scale))``, straight-through to the scores.
 
-    def __init__(self, frozen: torch.Tensor, theta: torch.Tensor, gain: float = 10.0) -> None:
+    ``scale`` 1 makes the scores logits (the paper's); ``|w_rand| / gain`` puts them in weight units.
+    """
+
+    def __init__(self, frozen: torch.Tensor, theta: torch.Tensor, scale: torch.Tensor | float = 1.0) -> None:
         super().__init__()
+        scale = torch.as_tensor(scale, dtype=frozen.dtype).expand_as(frozen).clone()
         self.register_buffer("frozen", frozen, persistent=False)
-        self.register_buffer("scale", frozen.abs() / gain, persistent=False)
+        self.register_buffer("scale", scale, persistent=False)
         self.scores = nn.Parameter(torch.logit(theta) * self.scale)
         self.generator: torch.Generator | None = None
 
     def probability(self) -> torch.Tensor:
-        """``theta = sigmoid(u / |w_rand|)``."""
+        """``theta = sigmoid(scores / scale)``."""
         return torch.sigmoid(self.scores / self.scale)
 
     def forward(self, weight: torch.Tensor) -> torch.Tensor:
@@ -110,19 +121,21 @@ class FedPMTraining(L.Callback):
     binary masks, which the expected mask ``w_rand * theta`` does not match (digits: chance
     accuracy with the expected mask, 0.74 with the threshold after 4 rounds).
 
-    ``gain``: ``theta = sigmoid(gain * u / |w_rand|)``, so plain SGD at the task's learning
-    rate moves the scores ``gain**2`` times faster (the paper trains scores with Adam, lr 0.1;
-    with gain 1 SGD at lr 0.1 leaves them almost where they start).
+    Scores: with ``settings.optimizer=task`` (default) the module's optimizer trains them, in
+    weight units (``theta = sigmoid(gain * u / |w_rand|)``: SGD at lr 0.1 with gain 1 barely
+    moves them); with ``adam`` (the paper's) they are logits stepped by one Adam each, from a
+    post-accumulate-grad hook (PyTorch's optimizer-in-backward pattern), which leaves their
+    gradient empty so the module's own optimizer skips them and still trains every other
+    parameter.
     """
 
-    def __init__(self, names: Sequence[str], run_seed: int, gain: float = 10.0) -> None:
-        if not (isinstance(gain, (int, float)) and math.isfinite(gain) and gain > 0):
-            raise ValueError(f"FedPM score gain must be a finite number > 0, got {gain!r}")
+    def __init__(self, names: Sequence[str], run_seed: int, settings: FedPMSettings | None = None) -> None:
         self.names = tuple(names)
         self.run_seed = int(run_seed)
-        self.gain = float(gain)
+        self.settings = settings or FedPMSettings()
         self.request: tuple[int, int] | None = None  # (server_round, client_id) of the next fit
         self.masks: dict[str, torch.Tensor] = {}
+        self._hooks: list[Any] = []
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         """Wrap before ``configure_optimizers`` runs, so the optimizer sees the scores."""
@@ -136,18 +149,22 @@ class FedPMTraining(L.Callback):
             module_name, _, attr = name.rpartition(".")
             owner = pl_module.get_submodule(module_name)
             if stage == "fit":
-                mask: nn.Module = BernoulliMask(frozen, theta, self.gain)
+                adam = self.settings.optimizer is FedPMOptimizer.adam
+                mask: nn.Module = BernoulliMask(frozen, theta, 1.0 if adam else frozen.abs() / self.settings.gain)
             else:
                 mask = _FixedMask(frozen * (theta >= 0.5).float())
             parametrize.register_parametrization(owner, attr, mask.to(weight.device), unsafe=True)
             weight.requires_grad_(False)
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        """Seed the training draws on the module's device."""
+        """Seed the training draws on the module's device; give each score tensor its Adam (on that device)."""
         assert self.request is not None
         generator = make_generator(derive_seed(self.run_seed, *self.request, "fedpm_train"), pl_module.device)
         for mask in self._trained(pl_module).values():
             mask.generator = generator
+            if self.settings.optimizer is FedPMOptimizer.adam:
+                adam = torch.optim.Adam([mask.scores], lr=self.settings.lr)
+                self._hooks.append(mask.scores.register_post_accumulate_grad_hook(_stepper(adam)))
 
     @torch.no_grad()
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -163,6 +180,9 @@ class FedPMTraining(L.Callback):
 
     def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         """Give the user their plain module back, with its global weights."""
+        for hook in self._hooks:
+            hook.remove()
+        self._hooks = []
         for name in self._masks(pl_module):
             module_name, _, attr = name.rpartition(".")
             owner = pl_module.get_submodule(module_name)
@@ -182,6 +202,16 @@ class FedPMTraining(L.Callback):
         return {n: p for n, p in self._masks(pl_module).items() if isinstance(p, BernoulliMask)}
 
 
+def _stepper(optimizer: torch.optim.Optimizer) -> Any:
+    """A post-accumulate-grad hook: step ``optimizer`` on the fresh gradient, then drop it."""
+
+    def step(parameter: torch.Tensor) -> None:
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    return step
+
+
 class FedPMClient(FederatedCallback):
     """Client side of FedPM: tells the local fit which client trains, then uploads its sampled masks.
 
@@ -189,9 +219,9 @@ class FedPMClient(FederatedCallback):
     (``build_trainer`` puts them there). Runs before ``MaskPacking``.
     """
 
-    def __init__(self, names: Sequence[str], run_seed: int, gain: float = 10.0) -> None:
+    def __init__(self, names: Sequence[str], run_seed: int, settings: FedPMSettings | None = None) -> None:
         self.names = tuple(names)
-        self.training = FedPMTraining(self.names, run_seed, gain)
+        self.training = FedPMTraining(self.names, run_seed, settings)
         self.local_callbacks: list[L.Callback] = [self.training]
 
     def on_client_fit_start(self, trainer: FederatedRun, request: FitRequest) -> None:
@@ -221,21 +251,15 @@ class FedPM(Strategy):
     Args:
         names: the tensors uploaded as masks (the rest travel dense, averaged as in FedAvg).
         run_seed: the run's seed (the frozen random weights come from it).
-        prior: ``lambda_0`` of the ``Beta(lambda_0, lambda_0)`` prior.
-        reset_every: rounds between resets of the posterior to the prior (1: every round).
+        settings: prior, reset period, estimate and vote clipping (:class:`FedPMSettings`).
     """
 
     name = "fedpm"
 
-    def __init__(self, names: Sequence[str], run_seed: int, prior: float = 1.0, reset_every: int = 1) -> None:
-        if not (isinstance(prior, (int, float)) and math.isfinite(prior) and prior > 0):
-            raise ValueError(f"FedPM prior must be a finite number > 0, got {prior!r}")
-        if not (isinstance(reset_every, int) and reset_every >= 1):
-            raise ValueError(f"FedPM reset_every must be an int >= 1, got {reset_every!r}")
+    def __init__(self, names: Sequence[str], run_seed: int, settings: FedPMSettings | None = None) -> None:
         self.names = tuple(names)
         self.run_seed = int(run_seed)
-        self.prior = float(prior)
-        self.reset_every = reset_every
+        self.settings = settings or FedPMSettings()
         self.alpha: dict[str, torch.Tensor] = {}
         self.beta: dict[str, torch.Tensor] = {}
 
@@ -247,24 +271,33 @@ class FedPM(Strategy):
     ) -> State | None:
         if not updates:
             return None
-        reset = (server_round - 1) % self.reset_every == 0
+        settings = self.settings
+        reset = (server_round - 1) % settings.reset_every == 0
         weights = example_weights(updates)
         new_state = {}
         for name, like in global_state.items():
             if name in self.names:
-                ones = torch.stack([u.masks[name].to(torch.float32) for u in updates]).sum(0)
+                clip = settings.vote_clip
+                votes = torch.stack([u.masks[name].to(torch.float32) for u in updates]).mul_(1 - 2 * clip).add_(clip).sum(0)
                 if reset or name not in self.alpha:
-                    self.alpha[name] = torch.full_like(ones, self.prior)
-                    self.beta[name] = torch.full_like(ones, self.prior)
-                self.alpha[name] += ones
-                self.beta[name] += len(updates) - ones
-                theta = self.alpha[name] / (self.alpha[name] + self.beta[name])
+                    self.alpha[name] = torch.full_like(votes, settings.prior)
+                    self.beta[name] = torch.full_like(votes, settings.prior)
+                self.alpha[name] += votes
+                self.beta[name] += len(updates) - votes
+                theta = self.estimate(name).clamp_(EPS, 1.0 - EPS)
                 new_state[name] = (frozen_random_weights(self.run_seed, name, like.shape) * theta).to(like.dtype)
             elif name in updates[0].dense:
                 new_state[name] = weighted_average([u.dense[name] for u in updates], weights, like)
             else:
                 new_state[name] = like  # frozen: not uploaded, the server keeps its value
         return new_state
+
+    def estimate(self, name: str) -> torch.Tensor:
+        """The global probability of tensor ``name``: the posterior's mode or mean."""
+        alpha, beta = self.alpha[name], self.beta[name]
+        if self.settings.estimate is FedPMEstimate.mode:
+            return (alpha - 1) / (alpha + beta - 2)
+        return alpha / (alpha + beta)
 
     def state_dict(self) -> dict[str, Any]:
         """The Beta posterior's counts."""

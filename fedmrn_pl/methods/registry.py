@@ -13,6 +13,7 @@ from fedmrn_pl.masking.selection import ParameterSelector
 from fedmrn_pl.methods.compression import CompressedDeltas, UpdateCompression
 from fedmrn_pl.methods.compressors import Compressor, EdenSign, ScaledSign, StochasticSign, TopK
 from fedmrn_pl.methods.fedpm import FedPM, FedPMClient, init_fedpm
+from fedmrn_pl.methods.fedpm_settings import FedPMSettings
 
 __all__ = ["COMPRESSED_METHODS", "build_method", "compressor_for"]
 
@@ -44,9 +45,7 @@ def build_method(
     topk_fraction: float = 0.01,
     quant_norm: str = "linf",
     run_seed: int = 0,
-    fedpm_prior: float = 1.0,
-    fedpm_reset_every: int = 1,
-    fedpm_gain: float = 10.0,
+    fedpm: FedPMSettings | None = None,
 ) -> tuple[Strategy, list[FederatedCallback]]:
     """The server strategy and the client-side callbacks of ``method`` for ``module``.
 
@@ -62,7 +61,7 @@ def build_method(
     if method is Method.fedpm:
         names = _selected(module, selector or ParameterSelector())
         init_fedpm(module, names, run_seed)
-        return FedPM(names, run_seed, fedpm_prior, fedpm_reset_every), [FedPMClient(names, run_seed, fedpm_gain)]
+        return FedPM(names, run_seed, fedpm), [FedPMClient(names, run_seed, fedpm)]
     compressor = compressor_for(method, topk_fraction=topk_fraction, quant_norm=quant_norm)
     names = _selected(module, selector or ParameterSelector())
     return CompressedDeltas(method.value, compressor, names), [UpdateCompression(compressor, names)]
