@@ -207,6 +207,11 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     return config
 
 
+def fedpm_reset_every(config: DictConfig) -> int:
+    """Rounds between FedPM's posterior resets: ``method.fedpm_reset_every``, else ``1 / participation`` rounded up (the paper's)."""
+    return config.method.fedpm_reset_every or math.ceil(config.data.num_clients / config.train.clients_per_round)
+
+
 def _check_resolvable(config: DictConfig) -> None:
     """Resolve every interpolation once now, so a bad one stops the run before anything is written."""
     try:
@@ -259,10 +264,13 @@ def validate(config: DictConfig) -> None:
     if config.method.fedpm_reset_every is not None and config.method.fedpm_reset_every < 1:
         raise ConfigError(f"method.fedpm_reset_every={config.method.fedpm_reset_every} is not valid; it must be >= 1 (or null)")
     if config.method.name == Method.fedpm and config.method.downlink != DownlinkMode.dense:
-        raise ConfigError(
-            f"method.downlink={config.method.downlink} is not valid with method.name=fedpm: its server keeps a "
-            f"posterior the round messages do not carry; use method.downlink=dense"
-        )
+        reset_every = fedpm_reset_every(config)
+        if reset_every != 1:
+            raise ConfigError(
+                f"method.downlink={config.method.downlink} is not valid with method.name=fedpm and a posterior kept for "
+                f"{reset_every} rounds: the round messages do not carry it; set method.fedpm_reset_every=1 (the authors' "
+                f"code) or use method.downlink=dense"
+            )
     if not 0 < config.method.topk_fraction <= 1:
         raise ConfigError(f"method.topk_fraction={config.method.topk_fraction} is not valid; it must be in (0, 1]")
     if config.train.threads is not None and config.train.threads < 1:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,7 @@ from fedmrn_pl.callbacks import (
     load_checkpoint,
 )
 from fedmrn_pl.callbacks.checkpoint import CheckpointError, remove_stale_temp_files
-from fedmrn_pl.config import ConfigError, Method, to_container
+from fedmrn_pl.config import ConfigError, Method, fedpm_reset_every, to_container
 from fedmrn_pl.data import FederatedDataModule, FederatedDataset, format_partition_stats
 from fedmrn_pl.federated import FederatedTrainer
 from fedmrn_pl.masking import MaskingConfig, ParameterSelector, default_alpha
@@ -98,9 +97,8 @@ def model_from_config(config: DictConfig, data: FederatedDataset) -> nn.Module:
 def fedpm_settings(config: DictConfig) -> FedPMSettings:
     """FedPM's settings from ``method.fedpm_*``; the posterior resets every ``1 / participation`` rounds unless set."""
     method = config.method
-    reset_every = method.fedpm_reset_every or math.ceil(config.data.num_clients / config.train.clients_per_round)
     return FedPMSettings(
-        prior=method.fedpm_prior, reset_every=reset_every, estimate=method.fedpm_estimate,
+        prior=method.fedpm_prior, reset_every=fedpm_reset_every(config), estimate=method.fedpm_estimate,
         optimizer=method.fedpm_optimizer, lr=method.fedpm_lr, gain=method.fedpm_score_gain,
     )  # fmt: skip
 

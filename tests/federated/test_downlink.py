@@ -199,3 +199,14 @@ def test_resumed_masks_run_sends_the_same_bytes_and_rebuilds_the_same_model(runs
     assert global_model_sha256(resumed.global_state) == global_model_sha256(dense.global_state)
     assert [r["downlink/bytes"] for r in resumed.history] == [r["downlink/bytes"] for r in masks.history]
     assert replicas.checked["messages"] > 0
+
+
+def test_fedpm_with_a_per_round_posterior_goes_through_the_masks_downlink(tmp_path):
+    """With the posterior reset every round (the authors' code) FedPM's aggregate needs only the round's masks."""
+    replicas = ClientReplicas()
+    settings = ("method.name=fedpm", "method.downlink=masks", "method.fedpm_reset_every=1")
+    trainer = build_trainer(_config(tmp_path, *settings), callbacks=[replicas])
+    trainer.fit()
+    assert replicas.checked["messages"] > 0  # clients rebuilt theta from round messages, sha checked each round
+    model_bytes = trainer.history[0]["downlink/bytes"] // 3
+    assert trainer.summary["downlink_bytes"] < 5 * 3 * model_bytes

@@ -145,9 +145,12 @@ def test_frozen_weights_come_from_the_run_seed():
     assert bool((a != 0).all())
 
 
-def test_fedpm_refuses_the_masks_downlink():
-    with pytest.raises(ConfigError, match="downlink"):
+def test_fedpm_refuses_the_masks_downlink_while_its_posterior_spans_rounds():
+    # default: 20 clients, 5 per round -> the posterior lives 4 rounds, which no round message carries
+    with pytest.raises(ConfigError, match="kept for 4 rounds: the round messages do not carry it; set method.fedpm_reset_every=1"):
         load_config(None, ["method.name=fedpm", "method.downlink=masks"])
+    load_config(None, ["method.name=fedpm", "method.downlink=masks", "method.fedpm_reset_every=1"])
+    load_config(None, ["method.name=fedpm", "method.downlink=masks", "data.num_clients=5"])  # full participation
 
 
 def test_fedpm_posterior_survives_a_resume(tiny_config):
