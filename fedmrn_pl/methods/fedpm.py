@@ -203,10 +203,15 @@ class FedPMTraining(L.Callback):
 
 
 def _stepper(optimizer: torch.optim.Optimizer) -> Any:
-    """A post-accumulate-grad hook: step ``optimizer`` on the fresh gradient, then drop it."""
+    """A post-accumulate-grad hook: step ``optimizer`` on the fresh gradient, then drop it.
+
+    A non-finite gradient (an overflowing mixed-precision step, which Lightning's grad
+    scaler skips for the module's optimizer) is dropped without a step, as the scaler would.
+    """
 
     def step(parameter: torch.Tensor) -> None:
-        optimizer.step()
+        if parameter.grad is not None and bool(torch.isfinite(parameter.grad).all()):
+            optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
     return step

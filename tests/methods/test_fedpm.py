@@ -165,3 +165,16 @@ def test_fedpm_posterior_survives_a_resume(tiny_config):
     resumed.fit()
     for name, tensor in full.global_state.items():
         assert torch.equal(resumed.global_state[name], tensor), name
+
+
+def test_fedpm_adam_hook_skips_a_non_finite_gradient():
+    from fedmrn_pl.methods.fedpm import _stepper
+
+    scores = torch.nn.Parameter(torch.zeros(3))
+    step = _stepper(torch.optim.Adam([scores], lr=0.1))
+    scores.grad = torch.tensor([1.0, float("inf"), 0.0])
+    step(scores)
+    assert torch.equal(scores.detach(), torch.zeros(3)) and scores.grad is None
+    scores.grad = torch.tensor([1.0, -1.0, 0.0])
+    step(scores)
+    assert torch.allclose(scores.detach(), torch.tensor([-0.1, 0.1, 0.0])) and scores.grad is None
