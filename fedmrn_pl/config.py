@@ -24,7 +24,7 @@ from fedmrn_pl.data.datasets import DatasetName
 from fedmrn_pl.data.partition import PartitionName
 from fedmrn_pl.federated.downlink import DownlinkMode
 from fedmrn_pl.masking.functional import MaskSampling, Schedule
-from fedmrn_pl.methods.fedpm_settings import FedPMEstimate, FedPMOptimizer
+from fedmrn_pl.methods.fedpm_settings import FedPMEstimate, FedPMOptimizer, FedPMSettings
 from fedmrn_pl.methods.functional import QuantNorm
 from fedmrn_pl.models.initialization import InitScheme
 from fedmrn_pl.models.registry import ModelName
@@ -97,9 +97,9 @@ class MethodConfig:
     quant_norm: QuantNorm = QuantNorm.linf  # stoch1bit: scale by max |delta| (linf) or ||delta||_2 (l2)
     fedpm_prior: float = 1.0  # fedpm: lambda_0 of the Beta(lambda_0, lambda_0) prior of each mask probability
     fedpm_estimate: FedPMEstimate = FedPMEstimate.mode  # fedpm: global theta = posterior mode (paper) or mean
-    fedpm_optimizer: FedPMOptimizer = FedPMOptimizer.task  # fedpm: scores trained by the task's optimizer or by Adam (the paper's)
+    fedpm_optimizer: FedPMOptimizer = FedPMOptimizer.task  # fedpm: scores trained by the task's optimizer or Adam (paper)
     fedpm_lr: float = 0.1  # fedpm, optimizer=adam: Adam's learning rate on the score logits (the paper's 0.1)
-    fedpm_score_gain: float = 10.0  # fedpm, optimizer=task: theta = sigmoid(gain * u / |w_rand|); SGD moves scores gain**2 faster
+    fedpm_score_gain: float = 10.0  # fedpm, optimizer=task: theta = sigmoid(gain * u / |w_rand|)
     fedpm_reset_every: int | None = None  # fedpm: rounds between posterior resets; null: ceil(num_clients / clients_per_round) (the paper's 1 / participation)
 
 
@@ -207,9 +207,21 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     return config
 
 
+HALF_PRECISIONS = ("16-true", "bf16-true")  # Lightning precisions that make every parameter half
+
+
 def fedpm_reset_every(config: DictConfig) -> int:
-    """Rounds between FedPM's posterior resets: ``method.fedpm_reset_every``, else ``1 / participation`` rounded up (the paper's)."""
+    """Rounds between FedPM's posterior resets: ``method.fedpm_reset_every``, else ``ceil(1 / participation)``."""
     return config.method.fedpm_reset_every or math.ceil(config.data.num_clients / config.train.clients_per_round)
+
+
+def fedpm_settings(config: DictConfig) -> FedPMSettings:
+    """FedPM's settings from ``method.fedpm_*``; the posterior resets every ``1 / participation`` rounds unless set."""
+    method = config.method
+    return FedPMSettings(
+        prior=method.fedpm_prior, reset_every=fedpm_reset_every(config), estimate=method.fedpm_estimate,
+        optimizer=method.fedpm_optimizer, lr=method.fedpm_lr, gain=method.fedpm_score_gain,
+    )  # fmt: skip
 
 
 def _check_resolvable(config: DictConfig) -> None:
@@ -256,10 +268,16 @@ def validate(config: DictConfig) -> None:
             raise ConfigError(f"method.{key}={config.method[key]} is not valid; it must be > 0")
     if not config.method.fedpm_prior > 0:
         raise ConfigError(f"method.fedpm_prior={config.method.fedpm_prior} is not valid; it must be > 0")
-    if config.method.fedpm_estimate == FedPMEstimate.mode and config.method.fedpm_prior < 1:
+    fedpm = config.method.name == Method.fedpm
+    if fedpm and config.method.fedpm_optimizer == FedPMOptimizer.adam and config.train.precision in HALF_PRECISIONS:
         raise ConfigError(
-            f"method.fedpm_prior={config.method.fedpm_prior} is not valid with method.fedpm_estimate=mode: a Beta prior "
-            f"below 1 has no mode; use fedpm_prior >= 1 or fedpm_estimate=mean"
+            f"train.precision={config.train.precision} is not valid with method.fedpm_optimizer=adam: Adam's steps "
+            f"underflow in half-precision scores; use a mixed precision (16-mixed, bf16-mixed) or fedpm_optimizer=task"
+        )
+    if fedpm and config.method.fedpm_estimate == FedPMEstimate.mode and config.method.fedpm_prior < 1:
+        raise ConfigError(
+            f"method.fedpm_prior={config.method.fedpm_prior} is not valid with method.fedpm_estimate=mode: a Beta "
+            f"prior below 1 has no mode; use fedpm_prior >= 1 or fedpm_estimate=mean"
         )
     if config.method.fedpm_reset_every is not None and config.method.fedpm_reset_every < 1:
         raise ConfigError(f"method.fedpm_reset_every={config.method.fedpm_reset_every} is not valid; it must be >= 1 (or null)")
@@ -267,9 +285,9 @@ def validate(config: DictConfig) -> None:
         reset_every = fedpm_reset_every(config)
         if reset_every != 1:
             raise ConfigError(
-                f"method.downlink={config.method.downlink} is not valid with method.name=fedpm and a posterior kept for "
-                f"{reset_every} rounds: the round messages do not carry it; set method.fedpm_reset_every=1 (the authors' "
-                f"code) or use method.downlink=dense"
+                f"method.downlink={config.method.downlink} is not valid with method.name=fedpm and a posterior "
+                f"kept for {reset_every} rounds: the round messages do not carry it; set method.fedpm_reset_every=1 "
+                f"(the authors' code) or use method.downlink=dense"
             )
     if not 0 < config.method.topk_fraction <= 1:
         raise ConfigError(f"method.topk_fraction={config.method.topk_fraction} is not valid; it must be in (0, 1]")

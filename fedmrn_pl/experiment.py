@@ -21,11 +21,10 @@ from fedmrn_pl.callbacks import (
     load_checkpoint,
 )
 from fedmrn_pl.callbacks.checkpoint import CheckpointError, remove_stale_temp_files
-from fedmrn_pl.config import ConfigError, Method, fedpm_reset_every, to_container
+from fedmrn_pl.config import ConfigError, Method, fedpm_settings, to_container
 from fedmrn_pl.data import FederatedDataModule, FederatedDataset, format_partition_stats
 from fedmrn_pl.federated import FederatedTrainer
 from fedmrn_pl.masking import MaskingConfig, ParameterSelector, default_alpha
-from fedmrn_pl.methods.fedpm_settings import FedPMSettings
 from fedmrn_pl.methods.registry import build_method
 from fedmrn_pl.models import build_model
 from fedmrn_pl.seeding import derive_seed
@@ -92,15 +91,6 @@ def model_from_config(config: DictConfig, data: FederatedDataset) -> nn.Module:
         init=config.model.init,
         seed=derive_seed(config.seed, purpose="model_init"),
     )
-
-
-def fedpm_settings(config: DictConfig) -> FedPMSettings:
-    """FedPM's settings from ``method.fedpm_*``; the posterior resets every ``1 / participation`` rounds unless set."""
-    method = config.method
-    return FedPMSettings(
-        prior=method.fedpm_prior, reset_every=fedpm_reset_every(config), estimate=method.fedpm_estimate,
-        optimizer=method.fedpm_optimizer, lr=method.fedpm_lr, gain=method.fedpm_score_gain,
-    )  # fmt: skip
 
 
 def build_trainer(

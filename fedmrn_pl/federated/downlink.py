@@ -132,8 +132,9 @@ class DownlinkReceiver:
     """A client's side: its copy of the global model, kept current from what it downloads.
 
     Args:
-        strategy: the run's strategy; its ``aggregate`` is replayed, so it must depend only
-            on the previous model and the round's updates (FedMRN and FedAvg do).
+        strategy: the run's strategy; its ``aggregate`` is replayed, so it must be
+            ``replayable``: depend only on the previous model and the round's updates (every
+            built-in strategy does, FedPM when its posterior resets every round).
         expected: the server's payload manifest (``FederatedTrainer.expected_manifest``).
         max_payload_bytes: the largest message or payload accepted.
     """

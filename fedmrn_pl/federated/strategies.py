@@ -35,6 +35,15 @@ class Strategy(ABC):
         """``{name: (wire role, shape)}`` of the tensors clients upload compressed (none: masks and dense only)."""
         return {}
 
+    @property
+    def replayable(self) -> bool:
+        """Whether ``aggregate`` depends only on the previous model and the round's updates.
+
+        Clients replay it under ``downlink="masks"``; a strategy whose server keeps state
+        across rounds that the round messages do not carry must say False.
+        """
+        return True
+
     def state_dict(self) -> dict:
         """Server-side state to checkpoint (none for the built-in strategies)."""
         return {}

@@ -33,7 +33,7 @@ from fedmrn_pl.callbacks import (
     SeedSync,
 )
 from fedmrn_pl.client import ClientData, FederatedClient, local_trainer, quiet_lightning
-from fedmrn_pl.federated.downlink import DownlinkReceiver, ServerDownlink, rebuild_global
+from fedmrn_pl.federated.downlink import DownlinkMode, DownlinkReceiver, ServerDownlink, rebuild_global
 from fedmrn_pl.federated.metric_keys import MetricKeys
 from fedmrn_pl.federated.run_config import describe_run
 from fedmrn_pl.federated.sampling import sample_clients
@@ -176,6 +176,12 @@ class FederatedTrainer:
             compressed=compressed,
         )
         self.downlink = ServerDownlink(downlink, dense_sync_every)
+        if self.downlink.mode is DownlinkMode.masks and not strategy.replayable:
+            raise ValueError(
+                f"downlink='masks' needs a strategy clients can replay from the round messages; "
+                f"{type(strategy).__name__} keeps server state across rounds (FedPM: set reset_every=1), "
+                f"so use downlink='dense'"
+            )
         self.replica = DownlinkReceiver(strategy, self.expected_manifest, max_payload_bytes)  # checks each round message
         self.client_states: dict[int, bytes] = {}  # clients' private state (EF residuals), kept by the server
         self.completed_rounds = 0  # rounds finished so far (the resume point)

@@ -28,13 +28,14 @@ as ``global / w_rand``, so the plain dense downlink carries the probabilities. T
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import lightning as L
 import torch
 from torch import nn
 from torch.nn.utils import parametrize
+from torch.utils.hooks import RemovableHandle
 
 from fedmrn_pl.callbacks.base import FederatedCallback, FederatedRun
 from fedmrn_pl.federated.aggregate import example_weights, weighted_average
@@ -135,7 +136,7 @@ class FedPMTraining(L.Callback):
         self.settings = settings or FedPMSettings()
         self.request: tuple[int, int] | None = None  # (server_round, client_id) of the next fit
         self.masks: dict[str, torch.Tensor] = {}
-        self._hooks: list[Any] = []
+        self._hooks: list[RemovableHandle] = []
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         """Wrap before ``configure_optimizers`` runs, so the optimizer sees the scores."""
@@ -160,11 +161,23 @@ class FedPMTraining(L.Callback):
         """Seed the training draws on the module's device; give each score tensor its Adam (on that device)."""
         assert self.request is not None
         generator = make_generator(derive_seed(self.run_seed, *self.request, "fedpm_train"), pl_module.device)
-        for mask in self._trained(pl_module).values():
+        adam = self.settings.optimizer is FedPMOptimizer.adam
+        if adam and trainer.accumulate_grad_batches != 1:
+            raise ValueError(
+                f"FedPM's Adam steps the scores on every backward pass, so accumulate_grad_batches="
+                f"{trainer.accumulate_grad_batches} is not supported; use 1 or method.fedpm_optimizer=task"
+            )
+        scaled = getattr(trainer.precision_plugin, "scaler", None) is not None  # mixed precision: grads may overflow
+        for name, mask in self._trained(pl_module).items():
             mask.generator = generator
-            if self.settings.optimizer is FedPMOptimizer.adam:
-                adam = torch.optim.Adam([mask.scores], lr=self.settings.lr)
-                self._hooks.append(mask.scores.register_post_accumulate_grad_hook(_stepper(adam)))
+            if adam:
+                if mask.scores.dtype not in (torch.float32, torch.float64):
+                    raise ValueError(
+                        f"FedPM's Adam needs float32 scores, {name!r} has {mask.scores.dtype} (precision "
+                        f"{trainer.precision!r}); use a mixed precision such as 16-mixed, or optimizer=task"
+                    )
+                optimizer = torch.optim.Adam([mask.scores], lr=self.settings.lr)
+                self._hooks.append(mask.scores.register_post_accumulate_grad_hook(_stepper(optimizer, scaled)))
 
     @torch.no_grad()
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -180,6 +193,13 @@ class FedPMTraining(L.Callback):
 
     def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         """Give the user their plain module back, with its global weights."""
+        self._restore(pl_module)
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        """A fit that raises skips ``teardown``: restore here, or the next client finds a wrapped module."""
+        self._restore(pl_module)
+
+    def _restore(self, pl_module: nn.Module) -> None:
         for hook in self._hooks:
             hook.remove()
         self._hooks = []
@@ -202,15 +222,17 @@ class FedPMTraining(L.Callback):
         return {n: p for n, p in self._masks(pl_module).items() if isinstance(p, BernoulliMask)}
 
 
-def _stepper(optimizer: torch.optim.Optimizer) -> Any:
+def _stepper(optimizer: torch.optim.Optimizer, check_finite: bool = False) -> Callable[[torch.Tensor], None]:
     """A post-accumulate-grad hook: step ``optimizer`` on the fresh gradient, then drop it.
 
-    A non-finite gradient (an overflowing mixed-precision step, which Lightning's grad
-    scaler skips for the module's optimizer) is dropped without a step, as the scaler would.
+    ``check_finite`` (mixed precision, where a grad scaler runs): a non-finite gradient, an
+    overflowing step the scaler skips for the module's optimizer, is dropped without a step.
+    Checked only then, since the check costs a device sync per backward.
     """
 
     def step(parameter: torch.Tensor) -> None:
-        if parameter.grad is not None and bool(torch.isfinite(parameter.grad).all()):
+        grad = parameter.grad
+        if grad is not None and (not check_finite or bool(torch.isfinite(grad).all())):
             optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
@@ -283,7 +305,8 @@ class FedPM(Strategy):
         for name, like in global_state.items():
             if name in self.names:
                 clip = settings.vote_clip
-                votes = torch.stack([u.masks[name].to(torch.float32) for u in updates]).mul_(1 - 2 * clip).add_(clip).sum(0)
+                masks = torch.stack([u.masks[name].to(torch.float32) for u in updates])
+                votes = masks.mul_(1 - 2 * clip).add_(clip).sum(0)
                 if reset or name not in self.alpha:
                     self.alpha[name] = torch.full_like(votes, settings.prior)
                     self.beta[name] = torch.full_like(votes, settings.prior)
@@ -297,6 +320,11 @@ class FedPM(Strategy):
                 new_state[name] = like  # frozen: not uploaded, the server keeps its value
         return new_state
 
+    @property
+    def replayable(self) -> bool:
+        """Only a posterior reset every round leaves ``aggregate`` a function of the round's masks alone."""
+        return self.settings.reset_every == 1
+
     def estimate(self, name: str) -> torch.Tensor:
         """The global probability of tensor ``name``: the posterior's mode or mean."""
         alpha, beta = self.alpha[name], self.beta[name]
@@ -305,9 +333,20 @@ class FedPM(Strategy):
         return alpha / (alpha + beta)
 
     def state_dict(self) -> dict[str, Any]:
-        """The Beta posterior's counts."""
-        return {"alpha": dict(self.alpha), "beta": dict(self.beta)}
+        """The Beta posterior's counts, and how they were made (votes clipping and estimate must match on resume)."""
+        made = {"estimate": self.settings.estimate.value, "vote_clip": self.settings.vote_clip}
+        return {"alpha": dict(self.alpha), "beta": dict(self.beta), **made}
 
     def load_state_dict(self, state: Mapping) -> None:
+        """Restore the counts; refuse a posterior made with another estimate or vote clipping."""
+        if state.get("alpha"):
+            # a checkpoint from before either setting existed was made with the mean of unclipped votes
+            made = (state.get("estimate", FedPMEstimate.mean.value), state.get("vote_clip", 0.0))
+            here = (self.settings.estimate.value, self.settings.vote_clip)
+            if made != here:
+                raise ValueError(
+                    f"the checkpoint's FedPM posterior was made with estimate={made[0]}, vote_clip={made[1]}; this run "
+                    f"uses estimate={here[0]}, vote_clip={here[1]}: resume with the run's own settings"
+                )
         self.alpha = {k: v.clone() for k, v in state.get("alpha", {}).items()}
         self.beta = {k: v.clone() for k, v in state.get("beta", {}).items()}
