@@ -36,7 +36,7 @@ class FedPMSettings:
             ``epsilon``), so ``theta`` stays inside ``(0, 1)`` and the scores stay finite.
         optimizer: ``task`` (the module's optimizer, the default) or ``adam`` (the paper's). With
             the few local steps of a small client (mnist5k: ~14 per round) Adam at lr 0.1 moves a
-            logit at most ~1.4 per round and learns slower (README, "Comparing methods").
+            logit by about lr per step (~1.4 per round) and learns slower (README, "Comparing methods").
         lr: Adam's learning rate on the scores (``optimizer=adam``).
         gain: score gain for ``optimizer=task``: plain SGD moves ``theta`` about ``gain**2`` times faster.
     """
