@@ -2,8 +2,10 @@
 
 Runs a short fedmrn-pl job with ``save_payloads=true`` into a temporary folder (or reads
 payloads you already have, ``--payloads DIR``), decodes every client mask and codes it
-again with each candidate: ``packed`` (8 per byte), ``coded`` (our rANS coder, per tensor
-only where shorter than packed, as ``encode_update`` does), and general-purpose
+again with each candidate: ``packed`` (8 per byte), ``phase`` (our rANS coder with one
+probability per kernel position), ``noise`` (the same coder with one probability per noise
+context, the noise regenerated from the seed on both sides; what ``encode_update`` sends
+over uniform or gauss noise), each only where shorter than packed, and general-purpose
 compressors on the packed bytes (``zlib`` level 9, ``lzma`` preset 9e, ``zstd`` level 19
 when the ``zstandard`` package is installed). ``entropy`` is the per-tensor zeroth-order
 entropy, the bound for a coder without context. Every candidate is checked to round-trip.
@@ -33,36 +35,48 @@ import numpy as np
 import torch
 
 from fedmrn_pl.wire import decode_update, pack_bits, unpack_bits
-from fedmrn_pl.wire.mask_coding import decode_mask, encode_mask
+from fedmrn_pl.wire.context_coding import noise_contexts
+from fedmrn_pl.wire.mask_coding import decode_in_contexts, decode_mask, encode_in_contexts, encode_mask
 
 try:
     import zstandard
 except ImportError:  # optional: only measured when installed
     zstandard = None
 
-Codec = tuple[Callable[[torch.Tensor], bytes], Callable[[bytes, tuple[int, ...]], torch.Tensor]]
+# Each codec gets the mask and a zero-argument function that regenerates its noise contexts
+# (what a reader can do from the payload header), so "noise" is timed with that work included.
+Contexts = Callable[[], np.ndarray]
+Codec = tuple[Callable[[torch.Tensor, Contexts], bytes], Callable[[bytes, tuple[int, ...], Contexts], torch.Tensor]]
 
 
 def _compressor(compress: Callable[[bytes], bytes], decompress: Callable[[bytes], bytes]) -> Codec:
     """A general-purpose compressor applied to the packed bits."""
-    return (lambda mask: compress(pack_bits(mask)), lambda data, shape: unpack_bits(decompress(data), shape))
+    return (lambda mask, _: compress(pack_bits(mask)), lambda data, shape, _: unpack_bits(decompress(data), shape))
 
 
-def _coded_or_packed(mask: torch.Tensor) -> bytes:
-    """What ``encode_update`` sends: the coded body where shorter, else the packed one."""
-    coded, packed = encode_mask(mask), pack_bits(mask)
-    return coded if len(coded) < len(packed) else packed
+def _or_packed(encode: Callable[[torch.Tensor, Contexts], bytes], decode: Callable) -> Codec:
+    """A coder as ``encode_update`` uses it: its body where shorter than packing, else the packed one."""
 
+    def encode_or_pack(mask: torch.Tensor, contexts: Contexts) -> bytes:
+        coded, packed = encode(mask, contexts), pack_bits(mask)
+        return coded if len(coded) < len(packed) else packed
 
-def _decode_coded_or_packed(data: bytes, shape: tuple[int, ...]) -> torch.Tensor:
-    return unpack_bits(data, shape) if len(data) == (math.prod(shape) + 7) // 8 else decode_mask(data, shape)
+    def decode_either(data: bytes, shape: tuple[int, ...], contexts: Contexts) -> torch.Tensor:
+        packed = len(data) == (math.prod(shape) + 7) // 8
+        return unpack_bits(data, shape) if packed else decode(data, shape, contexts)
+
+    return encode_or_pack, decode_either
 
 
 def codecs() -> dict[str, Codec]:
     """Every candidate, by name."""
     table = {
-        "packed": (pack_bits, unpack_bits),
-        "coded": (_coded_or_packed, _decode_coded_or_packed),
+        "packed": (lambda mask, _: pack_bits(mask), lambda data, shape, _: unpack_bits(data, shape)),
+        "phase": _or_packed(lambda mask, _: encode_mask(mask), lambda data, shape, _: decode_mask(data, shape)),
+        "noise": _or_packed(  # what encode_update sends for masks over uniform or gauss noise (format v4)
+            lambda mask, contexts: encode_in_contexts(mask, contexts()),
+            lambda data, shape, contexts: decode_in_contexts(data, shape, contexts()),
+        ),
         "zlib-9": _compressor(lambda b: zlib.compress(b, 9), zlib.decompress),
         "lzma-9e": _compressor(lambda b: lzma.compress(b, preset=9 | lzma.PRESET_EXTREME), lzma.decompress),
     }
@@ -92,14 +106,19 @@ def measure(payload_dir: Path) -> tuple[dict, dict]:
     bits, seconds = defaultdict(float), defaultdict(float)
     for path in sorted(payload_dir.glob("round_*_client_*.fmrn")):
         server_round = int(path.name.split("_")[1])
-        for mask in decode_update(path.read_bytes()).masks.values():
+        update = decode_update(path.read_bytes())
+        for tensor_name, mask in update.masks.items():
             shape = tuple(mask.shape)
+
+            def contexts(name: str = tensor_name, shape: tuple[int, ...] = shape) -> np.ndarray:
+                return noise_contexts(update.seed, name, shape, update.noise)
+
             numel[server_round] += mask.numel()
             bits[server_round, "entropy"] += entropy_bits(mask)
             for name, (encode, decode) in table.items():
                 start = time.perf_counter()
-                data = encode(mask)
-                restored = decode(data, shape)
+                data = encode(mask, contexts)
+                restored = decode(data, shape, contexts)
                 seconds[server_round, name] += time.perf_counter() - start
                 assert torch.equal(restored, mask), f"{name} does not round-trip {path.name}"
                 bits[server_round, name] += 8 * len(data)

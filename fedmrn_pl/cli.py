@@ -171,12 +171,12 @@ def _format_payload(path: Path, info: dict) -> str:
     ):
         if key in info:
             lines.append(f"  {key:<15} {_printable(str(info[key]))}")
-    lines.append(f"  {'tensor':<40} {'shape':<18} {'encoding':<8} {'numel':>10} {'bytes':>10}  ones")
+    lines.append(f"  {'tensor':<40} {'shape':<18} {'encoding':<16} {'numel':>10} {'bytes':>10}  ones")
     for tensor in info["tensors"]:
         ones = f"{tensor['ones_fraction']:.3f}" if tensor.get("ones_fraction") is not None else "-"
         lines.append(
             f"  {_printable(tensor['name']):<40} {str(tuple(tensor['shape'])):<18} "
-            f"{_printable(tensor['encoding']):<8} "
+            f"{_printable(tensor['encoding']):<16} "
             f"{tensor['numel']:>10} {tensor['body_bytes']:>10}  {ones}"
         )
     return "\n".join(lines)

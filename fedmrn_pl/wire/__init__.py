@@ -2,7 +2,10 @@
 
 Knows nothing about training: it turns a :class:`~fedmrn_pl.update.ClientUpdate` into
 a versioned, checksummed payload (masks entropy-coded or packed 8 per byte, dense
-tensors as little-endian values, raw or deflated by byte plane) and validates a received payload before trusting any of it.
+tensors as little-endian values, raw or deflated by byte plane) and validates a received
+payload before trusting any of it. The one thing it shares with training is the noise
+generator: masks are coded by the magnitude of the noise they select from, which a reader
+regenerates from the payload's own header.
 Every malformed payload raises :class:`PayloadError`.
 """
 

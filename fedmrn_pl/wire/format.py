@@ -48,9 +48,10 @@ from fedmrn_pl.wire.layout import (
     dtype_name,
     extent,
 )
+from fedmrn_pl.wire.context_coding import noise_contexts, uses_contexts
 from fedmrn_pl.wire.dense_coding import DenseEncoding, deflate_planes, inflate_planes
-from fedmrn_pl.wire.mask_coding import decode_mask, encode_mask
-from fedmrn_pl.wire.parse import ManifestEntry, ParsedPayload, parse_payload
+from fedmrn_pl.wire.mask_coding import decode_in_contexts, decode_mask, encode_in_contexts, encode_mask
+from fedmrn_pl.wire.parse import Header, ManifestEntry, ParsedPayload, parse_payload
 from fedmrn_pl.wire.value_coding import decode_sign_scale, decode_sparse, encode_sign_scale, encode_sparse
 
 __all__ = [
@@ -138,8 +139,9 @@ def encode_update(
             ``"float32"``) sends every floating dense tensor in that dtype. Integer
             buffers are always sent as int64.
         mask_encoding: ``"coded"`` entropy-codes each mask whose coded body is shorter
-            than its packed one and packs the others; ``"packed"`` packs every mask
-            8 per byte. Both decode to the same bits.
+            than its packed one and packs the others (over uniform or gauss noise by noise
+            context, which the reader regenerates from the header, else by kernel
+            position); ``"packed"`` packs every mask 8 per byte. Both decode to the same bits.
         dense_encoding: ``"deflate"`` deflates each dense body by byte plane where that
             is shorter and sends the others raw; ``"raw"`` sends every one raw. Lossless.
 
@@ -164,7 +166,7 @@ def encode_update(
     for name in names:
         deflated = False
         if name in update.masks:
-            encoding, body = _mask_body(update.masks[name], mask_encoding)
+            encoding, body = _mask_body(update, name, mask_encoding)
         elif name in update.compressed:
             encoding, body = _compressed_body(update.compressed[name])
         else:
@@ -228,13 +230,22 @@ def _manifest_entry(name: str, encoding: str, shape: tuple[int, ...], size: int,
     ])  # fmt: skip
 
 
-def _mask_body(mask: torch.Tensor, mask_encoding: str) -> tuple[str, bytes]:
-    """``(encoding, body)`` of one mask: coded only when strictly shorter, so the choice is canonical."""
+def _mask_body(update: ClientUpdate, name: str, mask_encoding: str) -> tuple[str, bytes]:
+    """``(encoding, body)`` of one mask: coded only when strictly shorter, so the choice is canonical.
+
+    Over continuous noise the coded form is the noise-context one, otherwise per-kernel phases:
+    the header decides which, so the reader can check it.
+    """
+    mask = update.masks[name]
     packed = pack_bits(mask)
     if mask_encoding == "coded":
-        coded = encode_mask(mask)
+        if uses_contexts(update.noise):
+            contexts = noise_contexts(update.seed, name, mask.shape, update.noise)
+            encoding, coded = "noise_coded_mask", encode_in_contexts(mask, contexts)
+        else:
+            encoding, coded = "coded_mask", encode_mask(mask)
         if len(coded) < len(packed):
-            return "coded_mask", coded
+            return encoding, coded
     return "mask", packed
 
 
@@ -350,12 +361,24 @@ def _read_compressed(parsed: ParsedPayload, entry: ManifestEntry) -> SignScale |
         raise PayloadError(f"tensor {entry.name!r}: {err}") from err
 
 
+def _read_mask(header: Header, entry: ManifestEntry, body: memoryview) -> torch.Tensor:
+    """Decode one mask body; its coded form must be the one the header's noise calls for."""
+    if entry.encoding == "mask":
+        return unpack_bits(body, entry.shape)
+    expected = "noise_coded_mask" if uses_contexts(header.noise) else "coded_mask"
+    if entry.encoding != expected:
+        raise PayloadError(f"is {entry.encoding} but masks over {header.noise.family} noise are sent as {expected}")
+    if entry.encoding == "coded_mask":
+        return decode_mask(body, entry.shape)
+    return decode_in_contexts(body, entry.shape, noise_contexts(header.seed, entry.name, entry.shape, header.noise))
+
+
 def _read_body(parsed: ParsedPayload, entry: ManifestEntry) -> torch.Tensor:
     """Copy one tensor body out of the payload into a tensor that owns its memory."""
     body = parsed.view[entry.offset : entry.offset + entry.size]
     if entry.encoding in MASK_ENCODINGS:
         try:
-            return unpack_bits(body, entry.shape) if entry.encoding == "mask" else decode_mask(body, entry.shape)
+            return _read_mask(parsed.header, entry, body)
         except PayloadError as err:
             raise PayloadError(f"tensor {entry.name!r}: {err}") from err
     if entry.numel == 0:

@@ -34,6 +34,12 @@ still name the dtype. A deflated body must be shorter than the raw one and at le
 baselines' encodings ``sign_scale`` (code 5: float32 scale + packed sign bits) and
 ``sparse`` (code 6: float32 values + bit-packed ascending indices). Their manifest shape
 is the shape of the bits or of the dense tensor the values belong to.
+
+Version 4 added ``noise_coded_mask`` (code 7): a mask entropy-coded in groups by the
+magnitude of the noise it selects from (``context_coding.py``), which the reader
+regenerates from the header's seed and noise. Which coded form a mask may take follows
+from the header, so the format stays canonical: an update over continuous noise (uniform,
+gauss) sends its masks noise-coded or packed, any other update coded or packed.
 """
 
 from __future__ import annotations
@@ -63,7 +69,7 @@ __all__ = [
 ]
 
 MAGIC = b"FMRN"
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 HEADER = struct.Struct("<4sHHQQQBBdQII")
 HEADER_SIZE = HEADER.size  # 58
 CHECKSUM_SIZE = 16
@@ -78,9 +84,10 @@ UINT64 = struct.Struct("<Q")
 
 MASK_KIND_CODES = {"binary": 0, "signed": 1, "none": 2}
 NOISE_FAMILY_CODES = {"uniform": 0, "gauss": 1, "bernoulli": 2}
-ENCODING_CODES = {"mask": 0, "float32": 1, "float16": 2, "int64": 3, "coded_mask": 4, "sign_scale": 5, "sparse": 6}
+ENCODING_CODES = {"mask": 0, "float32": 1, "float16": 2, "int64": 3, "coded_mask": 4, "sign_scale": 5, "sparse": 6,
+                  "noise_coded_mask": 7}
 DEFLATED = 0x80  # encoding-byte flag of a deflated dense body; not an encoding of its own
-MASK_ENCODINGS = ("mask", "coded_mask")  # manifest encodings of a mask: packed 8 per byte, entropy-coded
+MASK_ENCODINGS = ("mask", "coded_mask", "noise_coded_mask")  # a mask: packed, entropy-coded, coded by noise
 COMPRESSED_ENCODINGS = ("sign_scale", "sparse")  # the baselines' tensors (``fedmrn_pl.compressed``)
 
 # dense encodings: wire numpy dtype (always little-endian) and in-memory torch dtype

@@ -20,6 +20,9 @@ byte ``s``) is lane ``s % LANES``'s symbol number ``s // LANES``; the lanes turn
 per-symbol loop into ~``numel / 8 / LANES`` numpy steps. Coding is canonical: the
 probabilities must be the ones the mask's own bit counts give, each lane must end in
 its initial state and every word must be read, so one mask has exactly one body.
+
+A second model, :func:`encode_in_contexts`, takes one probability per *noise context*
+instead of per phase (the section "noise contexts" below); same stream, same checks.
 """
 
 from __future__ import annotations
@@ -33,7 +36,10 @@ import torch
 from fedmrn_pl.wire.bits import pack_bits, packed_size, unpack_bits
 from fedmrn_pl.wire.errors import PayloadError
 
-__all__ = ["MAX_SYMBOLS_PER_BYTE", "coded_overhead", "decode_mask", "encode_mask", "lane_count", "mask_phases"]
+__all__ = [
+    "CONTEXTS", "MAX_SYMBOLS_PER_BYTE", "coded_overhead", "context_overhead", "decode_in_contexts",
+    "decode_mask", "encode_in_contexts", "encode_mask", "lane_count", "mask_phases",
+]  # fmt: skip
 
 MAX_PHASES = 64  # kernels with more elements are modelled with one phase
 SCALE_BITS = 16  # symbol frequencies sum to 2**16
@@ -44,6 +50,7 @@ SYMBOLS_PER_LANE = 2048  # lanes = ceil(symbols / 2048), at most MAX_LANES: 4 by
 # A symbol costs at least log2(2**16 / 63771) = 0.039 bits (q = 1, the all-zero byte): ~203
 # symbols per body byte at best. Bodies claiming over 5x that are refused before decoding.
 MAX_SYMBOLS_PER_BYTE = 1024
+CONTEXTS = 8  # noise-context groups (by rank: 8 gave 0.567 bits per element on the default run, 4: 0.573, 16: 0.565)
 _WORD = np.dtype("<u2")
 _STATE = np.dtype("<u4")
 
@@ -104,22 +111,10 @@ def decode_mask(data: bytes | bytearray | memoryview, shape: Sequence[int]) -> t
     """
     shape = tuple(int(d) for d in shape)
     numel = math.prod(shape)
-    body = np.frombuffer(data, dtype=np.uint8)
     phases, lanes = mask_phases(shape), lane_count(numel)
-    fixed = coded_overhead(shape)
-    if body.size < fixed or (body.size - fixed) % _WORD.itemsize:
-        raise PayloadError(
-            f"coded mask of shape {shape} needs {phases} probability bytes, {lanes} lane states of 4 bytes "
-            f"and whole 2-byte words, got {body.size} bytes"
-        )
-    probabilities = body[:phases]
-    if not probabilities.all():
-        raise PayloadError(f"coded mask probability of phase {int(np.argmin(probabilities))} is 0, expected 1 to 255")
-    states = body[phases:fixed].view(_STATE).astype(np.uint64)
-    if (states < STATE_LOW).any():
-        raise PayloadError(f"coded mask lane state {int(states.min())} is below the minimum {STATE_LOW}")
+    probabilities, states, words = _split_body(data, shape, phases, lanes, "coded mask", "phase")
     freq, start = _tables(probabilities)
-    symbols = _rans_decode(states, body[fixed:].view(_WORD), freq, start, packed_size(numel))
+    symbols = _rans_decode(states, words, freq, start, packed_size(numel))
     mask = unpack_bits(symbols.tobytes(), shape)  # refuses set padding bits
     expected = _phase_probabilities(mask.view(-1).numpy(), shape)
     if not np.array_equal(expected, probabilities):
@@ -130,6 +125,124 @@ def decode_mask(data: bytes | bytearray | memoryview, shape: Sequence[int]) -> t
     return mask
 
 
+# ------------------------------------------------------------------ noise contexts
+#
+# A FedMRN mask bit is 1 with probability ``clip(u / n)``: it saturates where ``|n|`` is
+# small and stays uncertain where it is large. The reader regenerates the noise from the
+# payload's seed, so the bits can be modelled by their ``|n|`` instead of their kernel
+# position: CONTEXTS groups (``context_coding.noise_contexts``), each group's bits in index
+# order packed from a byte boundary, one probability per group, all groups in one
+# interleaved rANS stream. Body: CONTEXTS probability bytes, lane states, words. On the
+# default run 0.570 bits per element against 0.620 by kernel phase.
+
+
+def context_overhead(shape: Sequence[int]) -> int:
+    """Body bytes of a context-coded mask that carry no symbol: the probabilities and the lane states."""
+    return CONTEXTS + _STATE.itemsize * _context_lanes(math.prod(shape))
+
+
+def encode_in_contexts(mask: torch.Tensor, contexts: np.ndarray) -> bytes:
+    """Entropy-code a bool mask by context; :func:`decode_in_contexts` with the same contexts gives it back.
+
+    Args:
+        mask: bool tensor of any shape, device or layout (flattened in C order).
+        contexts: each element's context in ``[0, CONTEXTS)`` (flat, C order).
+    """
+    if mask.dtype != torch.bool:
+        raise TypeError(f"mask must be a bool tensor, got {mask.dtype}")
+    order, sizes = _context_order(contexts, mask.numel())
+    grouped = np.split(mask.detach().to("cpu").reshape(-1).numpy()[order], np.cumsum(sizes)[:-1])
+    symbols = np.concatenate([np.packbits(bits, bitorder="little") for bits in grouped])
+    probabilities = _probability_bytes([int(bits.sum()) for bits in grouped], sizes)
+    freq, start = _context_tables(probabilities)
+    rows = _context_rows(sizes)
+    states, words = _rans_encode(freq[rows, symbols], start[rows, symbols], _context_lanes(mask.numel()))
+    return b"".join([probabilities.tobytes(), states.astype(_STATE).tobytes(), words.astype(_WORD).tobytes()])
+
+
+def decode_in_contexts(
+    data: bytes | bytearray | memoryview, shape: Sequence[int], contexts: np.ndarray
+) -> torch.Tensor:
+    """Decode a body made by :func:`encode_in_contexts`; checked as :func:`decode_mask` checks its bodies.
+
+    Raises:
+        PayloadError: if the body is malformed, truncated, too long or not canonical.
+    """
+    shape = tuple(int(d) for d in shape)
+    numel = math.prod(shape)
+    order, sizes = _context_order(contexts, numel)
+    lanes = _context_lanes(numel)
+    probabilities, states, words = _split_body(data, shape, CONTEXTS, lanes, "noise-coded mask", "context")
+    freq, start = _context_tables(probabilities)
+    rows = _context_rows(sizes)
+    symbols = _rans_decode(states, words, freq, start, rows.size, rows=rows)
+    grouped = []
+    packed_groups = np.split(symbols, np.cumsum(_context_bytes(sizes))[:-1])
+    for context, (packed, size) in enumerate(zip(packed_groups, sizes, strict=True)):
+        bits = np.unpackbits(packed, bitorder="little")
+        if bits[size:].any():
+            raise PayloadError(f"noise-coded mask context {context} has padding bits set after its {size} bits")
+        grouped.append(bits[:size])
+    expected = _probability_bytes([int(bits.sum()) for bits in grouped], sizes)
+    if not np.array_equal(expected, probabilities):
+        raise PayloadError(
+            f"noise-coded mask probabilities {probabilities.tolist()} do not match its bit counts, "
+            f"expected {expected.tolist()}"
+        )
+    flat = np.empty(numel, dtype=np.uint8)
+    flat[order] = np.concatenate(grouped) if grouped else flat[:0]
+    return torch.from_numpy(flat.astype(bool)).reshape(shape)
+
+
+def _context_order(contexts: np.ndarray, numel: int) -> tuple[np.ndarray, list[int]]:
+    """Indices grouped by context (index order inside), and the group sizes."""
+    contexts = np.asarray(contexts).reshape(-1)
+    if contexts.size != numel or (contexts.size and not 0 <= int(contexts.min()) <= int(contexts.max()) < CONTEXTS):
+        raise ValueError(f"contexts must give each of the {numel} elements a context in [0, {CONTEXTS})")
+    groups = [np.flatnonzero(contexts == c) for c in range(CONTEXTS)]
+    return np.concatenate(groups), [group.size for group in groups]
+
+
+def _context_bytes(sizes: Sequence[int]) -> list[int]:
+    return [packed_size(size) for size in sizes]
+
+
+def _context_rows(sizes: Sequence[int]) -> np.ndarray:
+    """Each symbol's table row: the context its byte belongs to."""
+    return np.repeat(np.arange(CONTEXTS), _context_bytes(sizes))
+
+
+def _context_lanes(numel: int) -> int:
+    """Lanes from the element count alone (groups add at most CONTEXTS padding bytes): sizes are checked first."""
+    return lane_count(numel + 8 * CONTEXTS)
+
+
+def _context_tables(probabilities: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One table row per context, all eight bits of a symbol at the context's probability."""
+    rows = [_tables(probabilities[c : c + 1]) for c in range(CONTEXTS)]
+    return np.concatenate([freq for freq, _ in rows]), np.concatenate([start for _, start in rows])
+
+
+def _split_body(
+    data: bytes | bytearray | memoryview, shape: tuple[int, ...], count: int, lanes: int, what: str, unit: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A coded body's ``count`` probability bytes, lane states and words, each checked for range and length."""
+    body = np.frombuffer(data, dtype=np.uint8)
+    fixed = count + _STATE.itemsize * lanes
+    if body.size < fixed or (body.size - fixed) % _WORD.itemsize:
+        raise PayloadError(
+            f"{what} of shape {shape} needs {count} probability bytes, {lanes} lane states of 4 bytes "
+            f"and whole 2-byte words, got {body.size} bytes"
+        )
+    probabilities = body[:count]
+    if not probabilities.all():
+        raise PayloadError(f"{what} probability of {unit} {int(np.argmin(probabilities))} is 0, expected 1 to 255")
+    states = body[count:fixed].view(_STATE).astype(np.uint64)
+    if (states < STATE_LOW).any():
+        raise PayloadError(f"{what} lane state {int(states.min())} is below the minimum {STATE_LOW}")
+    return probabilities, states, body[fixed:].view(_WORD)
+
+
 def _phase_probabilities(bits: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     """``q_i = round(256 * ones_i / count_i)`` per phase, clipped to [1, 255]; 128 for an empty phase."""
     phases = mask_phases(shape)
@@ -137,6 +250,12 @@ def _phase_probabilities(bits: np.ndarray, shape: tuple[int, ...]) -> np.ndarray
     padded[: bits.size] = bits
     ones = padded.reshape(-1, phases).sum(axis=0)
     counts = np.full(phases, bits.size // phases) + (np.arange(phases) < bits.size % phases)
+    return _probability_bytes(ones, counts)
+
+
+def _probability_bytes(ones: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """``round(256 * ones / count)`` clipped to [1, 255]; 128 where the count is 0."""
+    ones, counts = np.asarray(ones, dtype=np.int64), np.asarray(counts, dtype=np.int64)
     rounded = (512 * ones + counts) // np.maximum(2 * counts, 1)
     return np.where(counts > 0, np.clip(rounded, 1, 255), 128).astype(np.uint8)
 
@@ -189,13 +308,24 @@ def _rans_encode(freq: np.ndarray, start: np.ndarray, lanes: int) -> tuple[np.nd
     return state, words
 
 
-def _rans_decode(state: np.ndarray, words: np.ndarray, freq: np.ndarray, start: np.ndarray, count: int) -> np.ndarray:
-    """Decode ``count`` byte symbols from lane ``state`` and ``words``; checks the end state."""
+def _rans_decode(
+    state: np.ndarray,
+    words: np.ndarray,
+    freq: np.ndarray,
+    start: np.ndarray,
+    count: int,
+    rows: np.ndarray | None = None,
+) -> np.ndarray:
+    """Decode ``count`` byte symbols from lane ``state`` and ``words``; checks the end state.
+
+    ``rows``: each symbol's table row (default: its phase, ``8 * s mod P``).
+    """
     lanes, phases = state.size, freq.shape[0]
     offsets = np.arange(phases, dtype=np.uint64)[:, None] << np.uint64(SCALE_BITS)
     bounds = (start + offsets).reshape(-1)  # ascending: phase blocks of 2**16, symbol starts inside each
     freq, start = freq.reshape(-1), start.reshape(-1)
-    base = _symbol_phases(count, phases).astype(np.uint32) << np.uint32(SCALE_BITS)
+    rows = _symbol_phases(count, phases) if rows is None else rows
+    base = rows.astype(np.uint32) << np.uint32(SCALE_BITS)
     found = np.empty(count, dtype=np.uint16)  # phase * 256 + symbol, per decoded symbol
     state, words, read = state.copy(), words.astype(np.uint64), 0
     low, shift = np.uint64((1 << SCALE_BITS) - 1), np.uint64(SCALE_BITS)

@@ -36,7 +36,7 @@ from fedmrn_pl.wire.layout import (
     extent,
 )
 from fedmrn_pl.wire.dense_coding import MAX_DEFLATE_RATIO
-from fedmrn_pl.wire.mask_coding import MAX_SYMBOLS_PER_BYTE, coded_overhead
+from fedmrn_pl.wire.mask_coding import MAX_SYMBOLS_PER_BYTE, coded_overhead, context_overhead
 from fedmrn_pl.wire.value_coding import sign_scale_size, sparse_count
 
 __all__ = ["Header", "ManifestEntry", "ParsedPayload", "parse_payload"]
@@ -231,7 +231,7 @@ def _check_body_size(name: str, encoding: str, shape: tuple[int, ...], size: int
     if encoding in COMPRESSED_ENCODINGS:
         _check_compressed_size(name, encoding, shape, size)
         return
-    if encoding != "coded_mask":
+    if encoding not in ("coded_mask", "noise_coded_mask"):
         if size != body_size(encoding, shape):
             raise PayloadError(
                 f"tensor {name!r} body length is {size} bytes, expected {body_size(encoding, shape)} "
@@ -239,7 +239,8 @@ def _check_body_size(name: str, encoding: str, shape: tuple[int, ...], size: int
             )
         return
     packed = body_size("mask", shape)
-    low = max(coded_overhead(shape), -(-packed // MAX_SYMBOLS_PER_BYTE))
+    overhead = coded_overhead(shape) if encoding == "coded_mask" else context_overhead(shape)
+    low = max(overhead, -(-packed // MAX_SYMBOLS_PER_BYTE))
     if not low <= size < packed:
         raise PayloadError(
             f"tensor {name!r} coded mask body length is {size} bytes, expected at least {low} and fewer than "

@@ -24,7 +24,7 @@ def test_coded_is_the_default_and_packed_stays_available(tmp_path):
     coded, packed = _job(), _job()
     MaskPacking(save_dir=tmp_path).on_client_fit_end(None, coded)
     MaskPacking(mask_encoding="packed").on_client_fit_end(None, packed)
-    assert _encodings(coded.payload) == ["float32", "coded_mask"]
+    assert _encodings(coded.payload) == ["float32", "noise_coded_mask"]  # uniform noise: coded by |n|
     assert _encodings(packed.payload) == ["float32", "mask"]
     assert coded.update is None and packed.update is None  # only the bytes go on to the server
     assert len(coded.payload) < len(packed.payload) - 100  # 20% ones: ~0.75 of the 576 mask bytes

@@ -343,7 +343,7 @@ def test_payload_from_another_round_is_refused(payload):
         ([(b"w", 0, (1,) * 9, 1)], [b"\x01"], "has 9 dims, expected at most 8"),
         ([(b"w", 1, (3,), 8)], [bytes(8)], "body length is 8 bytes, expected 12 for shape \\(3,\\) encoded as float32"),
         ([(b"w", 0, (10,), 1)], [b"\x01"], "body length is 1 bytes, expected 2"),
-        ([(b"w", 7, (1,), 1)], [b"\x01"], "unknown encoding code 7"),
+        ([(b"w", 8, (1,), 1)], [b"\x01"], "unknown encoding code 8"),
         ([(b"", 1, (1,), 4)], [bytes(4)], "empty name"),
         ([(b"\xff\xfe", 1, (1,), 4)], [bytes(4)], "not valid UTF-8"),
         ([(b"a", 1, (1,), 4), (b"a", 1, (1,), 4)], [bytes(4)] * 2, "duplicate tensor name: 'a' after 'a'"),

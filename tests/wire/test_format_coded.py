@@ -14,10 +14,15 @@ from fedmrn_pl.wire.mask_coding import coded_overhead, encode_mask
 from tests.wire.test_format import assert_same_update, make_update, raw_payload, specs_of
 
 CODED = 4
+BERNOULLI = 2  # noise family code: masks over constant |n| are coded by kernel phase (coded_mask)
 
 
 def skewed_update(ones: float = 0.2, seed: int = 0) -> ClientUpdate:
-    """A CNN-like update whose big conv mask is skewed like a learned one; tiny masks stay packed."""
+    """A CNN-like update whose big conv mask is skewed like a learned one; tiny masks stay packed.
+
+    Bernoulli noise, so its masks take the per-phase ``coded_mask`` form (``test_context_coding.py``
+    covers masks over continuous noise).
+    """
     gen = torch.Generator().manual_seed(seed)
     masks = {
         "conv.weight": torch.rand(64, 32, 3, 3, generator=gen) < ones,
@@ -26,7 +31,7 @@ def skewed_update(ones: float = 0.2, seed: int = 0) -> ClientUpdate:
         "empty.weight": torch.zeros(0, 4, dtype=torch.bool),
     }
     dense = {"bn.running_var": torch.rand(64, generator=gen)}
-    return ClientUpdate(2, 4, 77, "binary", NoiseSpec("uniform", 0.01), 300, masks, dense)
+    return ClientUpdate(2, 4, 77, "binary", NoiseSpec("bernoulli", 0.01), 300, masks, dense)
 
 
 def test_coded_payload_decodes_bit_exact_and_re_encodes_to_the_same_bytes():
@@ -61,7 +66,7 @@ def test_coded_payload_is_smaller_by_exactly_the_coded_savings():
 
 def test_fair_coin_masks_stay_packed():
     mask = torch.rand(64, 32, 3, 3, generator=torch.Generator().manual_seed(1)) < 0.5
-    update = ClientUpdate(1, 1, 1, "signed", NoiseSpec(), 1, masks={"w": mask})
+    update = ClientUpdate(1, 1, 1, "signed", NoiseSpec("bernoulli"), 1, masks={"w": mask})
     assert encode_update(update) == encode_update(update, mask_encoding="packed")
 
 
@@ -93,7 +98,7 @@ BODY = encode_mask(MASK)
 
 
 def test_hand_built_coded_payload_decodes():
-    update = decode_update(raw_payload([(b"w", CODED, SHAPE, len(BODY))], [BODY]))
+    update = decode_update(raw_payload([(b"w", CODED, SHAPE, len(BODY))], [BODY], family=BERNOULLI))
     assert torch.equal(update.masks["w"], MASK)
 
 
@@ -106,30 +111,30 @@ def test_hand_built_coded_payload_decodes():
 )
 def test_coded_body_lengths_are_bounded_by_the_shape(size, message):
     with pytest.raises(PayloadError, match=message):
-        decode_update(raw_payload([(b"w", CODED, SHAPE, size)], [bytes(size)]))
+        decode_update(raw_payload([(b"w", CODED, SHAPE, size)], [bytes(size)], family=BERNOULLI))
 
 
 def test_bodies_too_short_for_their_shape_are_refused_before_decoding():
     with pytest.raises(PayloadError, match="length is 100 bytes, expected at least 131072 and fewer than"):
-        decode_update(raw_payload([(b"w", CODED, (2**30,), 100)], [bytes(100)]))
+        decode_update(raw_payload([(b"w", CODED, (2**30,), 100)], [bytes(100)], family=BERNOULLI))
 
 
 def test_empty_and_tiny_masks_cannot_be_coded():
     with pytest.raises(PayloadError, match="expected at least 5 and fewer than the 0 bytes"):
-        decode_update(raw_payload([(b"e", CODED, (0, 4), 5)], [bytes(5)]))
+        decode_update(raw_payload([(b"e", CODED, (0, 4), 5)], [bytes(5)], family=BERNOULLI))
     with pytest.raises(PayloadError, match="fewer than the 1 bytes"):
-        decode_update(raw_payload([(b"t", CODED, (3, 2), 0)], []))
+        decode_update(raw_payload([(b"t", CODED, (3, 2), 0)], [], family=BERNOULLI))
 
 
 def test_corrupt_coded_body_names_the_tensor():
     body = BODY[:-2] + bytes([BODY[-2] ^ 0xFF, BODY[-1]])
     with pytest.raises(PayloadError, match="tensor 'w': coded mask"):
-        decode_update(raw_payload([(b"w", CODED, SHAPE, len(body))], [body]))
+        decode_update(raw_payload([(b"w", CODED, SHAPE, len(body))], [body], family=BERNOULLI))
 
 
 def test_dense_update_cannot_carry_coded_masks():
     with pytest.raises(PayloadError, match=r"mask kind 'none' .* cannot carry mask tensors \['w'\]"):
-        decode_update(raw_payload([(b"w", CODED, SHAPE, len(BODY))], [BODY], kind=2))
+        decode_update(raw_payload([(b"w", CODED, SHAPE, len(BODY))], [BODY], kind=2, family=BERNOULLI))
 
 
 def test_coded_mask_is_a_mask_for_the_servers_manifest():
@@ -143,5 +148,5 @@ def test_coded_mask_is_a_mask_for_the_servers_manifest():
 def test_version_1_payloads_are_refused_by_version():
     payload = bytearray(encode_update(skewed_update(), mask_encoding="packed"))
     struct.pack_into("<H", payload, 4, 1)
-    with pytest.raises(PayloadError, match="unsupported format version 1; this reader supports 3"):
+    with pytest.raises(PayloadError, match="unsupported format version 1; this reader supports 4"):
         decode_update(bytes(payload))

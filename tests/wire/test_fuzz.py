@@ -41,7 +41,7 @@ HEADER_FIELDS = [(4, "<H"), (6, "<H"), (8, "<Q"), (16, "<Q"), (24, "<Q"), (32, "
                  (42, "<Q"), (50, "<I"), (54, "<I")]  # fmt: skip
 
 
-def _update(conv_shape: tuple[int, ...], ones: float) -> ClientUpdate:
+def _update(conv_shape: tuple[int, ...], ones: float, family: str = "gauss") -> ClientUpdate:
     gen = torch.Generator().manual_seed(7)
     masks = {
         "conv.weight": torch.rand(conv_shape, generator=gen) < ones,
@@ -52,12 +52,14 @@ def _update(conv_shape: tuple[int, ...], ones: float) -> ClientUpdate:
         "bn.running_var": torch.rand(4, generator=gen),
         "fc.bias": torch.randn(3, generator=gen).half(),
     }
-    return ClientUpdate(5, 11, 123456789, "signed", NoiseSpec("gauss", 0.25), 321, masks, dense)
+    return ClientUpdate(5, 11, 123456789, "signed", NoiseSpec(family, 0.25), 321, masks, dense)
 
 
-def _case(conv_shape: tuple[int, ...], ones: float) -> tuple[ClientUpdate, bytes, dict[str, TensorSpec]]:
+def _case(
+    conv_shape: tuple[int, ...], ones: float, family: str = "gauss"
+) -> tuple[ClientUpdate, bytes, dict[str, TensorSpec]]:
     """An update, its payload, and the server's manifest for it."""
-    update = _update(conv_shape, ones)
+    update = _update(conv_shape, ones, family)
     expected = expected_manifest(
         {name: t.shape for name, t in update.masks.items()}, {name: t.shape for name, t in update.dense.items()}
     )
@@ -83,7 +85,13 @@ def _compressed_case() -> tuple[ClientUpdate, bytes, dict[str, TensorSpec]]:
 
 
 # at 10% ones the 288-bit conv mask codes to ~30 bytes instead of 36 packed
-CASES = {"packed": _case((4, 2, 3, 3), 0.5), "coded": _case((8, 4, 3, 3), 0.1), "compressed": _compressed_case()}
+# over gauss noise the 4608-bit conv mask codes in noise contexts to ~340 bytes instead of 576
+CASES = {
+    "packed": _case((4, 2, 3, 3), 0.5),
+    "coded": _case((8, 4, 3, 3), 0.1, "bernoulli"),
+    "noise_coded": _case((32, 16, 3, 3), 0.1),
+    "compressed": _compressed_case(),
+}
 
 
 def _content(update: ClientUpdate) -> tuple:
@@ -152,10 +160,11 @@ def _bodies_start(payload: bytes) -> int:
 
 def test_the_coded_case_carries_a_coded_mask_and_the_packed_case_none():
     assert b"conv.weight\x04" in CASES["coded"][1][: _bodies_start(CASES["coded"][1])]
+    assert b"conv.weight\x07" in CASES["noise_coded"][1][: _bodies_start(CASES["noise_coded"][1])]
     assert b"conv.weight\x05" in CASES["compressed"][1][: _bodies_start(CASES["compressed"][1])]
     assert b"fc.weight\x06" in CASES["compressed"][1][: _bodies_start(CASES["compressed"][1])]
     assert b"conv.weight\x00" in CASES["packed"][1][: _bodies_start(CASES["packed"][1])]
-    for case in ("packed", "coded"):  # and both carry a deflated dense body (the int64 counter)
+    for case in ("packed", "coded", "noise_coded"):  # and all carry a deflated dense body (the int64 counter)
         payload = CASES[case][1]
         assert b"bn.num_batches_tracked\x83" in payload[: _bodies_start(payload)]
 

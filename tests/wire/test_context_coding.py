@@ -1,0 +1,122 @@
+"""Masks coded in noise contexts: bit exact, smaller for FedMRN-like masks, corruption refused, form checked."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from fedmrn_pl.masking.noise import generate_noise
+from fedmrn_pl.update import ClientUpdate, NoiseSpec
+from fedmrn_pl.wire import PayloadError, decode_update, describe_payload, encode_update, packed_size
+from fedmrn_pl.wire.context_coding import noise_contexts
+from fedmrn_pl.wire.mask_coding import CONTEXTS, context_overhead, decode_in_contexts, encode_in_contexts, encode_mask
+from tests.wire.test_format import raw_payload
+
+NOISE = NoiseSpec("uniform", 0.01)
+NOISE_CODED, CODED, UNIFORM, BERNOULLI = 7, 4, 0, 2
+
+
+def fedmrn_like_mask(seed: int, name: str, shape: tuple[int, ...], noise: NoiseSpec = NOISE) -> torch.Tensor:
+    """Ones mostly where ``|n|`` is small, as in a trained FedMRN mask (``clip(u / n)`` saturates there)."""
+    gen = torch.Generator().manual_seed(5)
+    small = 1 - generate_noise(seed, name, shape, noise).abs() / generate_noise(seed, name, shape, noise).abs().max()
+    return torch.rand(shape, generator=gen) < 0.4 * small**2
+
+
+@pytest.mark.parametrize("shape", [(0,), (1,), (7,), (9,), (), (2, 0, 4), (3, 5, 7), (64, 3, 3, 3), (10, 1600)])
+def test_masks_round_trip_bit_exact(shape):
+    contexts = noise_contexts(3, "w", shape, NOISE)
+    mask = torch.rand(shape, generator=torch.Generator().manual_seed(1)) < 0.3
+    body = encode_in_contexts(mask, contexts)
+    decoded = decode_in_contexts(body, shape, contexts)
+    assert decoded.shape == mask.shape and torch.equal(decoded, mask)
+    assert len(body) >= context_overhead(shape)
+
+
+@pytest.mark.parametrize("family", ["uniform", "gauss"])
+def test_contexts_are_about_equal_groups_ordered_by_noise_magnitude(family):
+    shape, noise = (100_000,), NoiseSpec(family, 0.01)
+    contexts = noise_contexts(4, "w", shape, noise)
+    magnitude = generate_noise(4, "w", shape, noise).abs().numpy()
+    sizes = np.bincount(contexts, minlength=CONTEXTS)
+    assert sizes.sum() == 100_000 and sizes.min() > 0.95 * 100_000 / CONTEXTS  # the family's quantiles
+    for c in range(CONTEXTS - 1):
+        assert magnitude[contexts == c].max() <= magnitude[contexts == c + 1].min()
+    assert not np.array_equal(contexts, noise_contexts(5, "w", shape, noise))  # another seed, another noise
+
+
+def test_a_fedmrn_like_mask_codes_smaller_in_noise_contexts_than_by_kernel_phase():
+    shape = (64, 32, 3, 3)
+    mask = fedmrn_like_mask(8, "conv.weight", shape)
+    by_noise = len(encode_in_contexts(mask, noise_contexts(8, "conv.weight", shape, NOISE)))
+    by_phase = len(encode_mask(mask))
+    assert by_noise < 0.9 * by_phase < packed_size(mask.numel())
+
+
+def _payload(noise: NoiseSpec) -> tuple[ClientUpdate, bytes]:
+    shape = (64, 32, 3, 3)
+    update = ClientUpdate(2, 4, 8, "binary", noise, 300, masks={"conv.weight": fedmrn_like_mask(8, "conv.weight", shape, noise)})
+    return update, encode_update(update)
+
+
+@pytest.mark.parametrize("family, form", [("uniform", "noise_coded_mask"), ("gauss", "noise_coded_mask"), ("bernoulli", "coded_mask")])
+def test_the_header_noise_decides_the_coded_form(family, form):
+    update, payload = _payload(NoiseSpec(family, 0.01))
+    assert describe_payload(payload)["tensors"][0]["encoding"] == form
+    assert torch.equal(decode_update(payload).masks["conv.weight"], update.masks["conv.weight"])
+    assert encode_update(decode_update(payload)) == payload  # canonical
+
+
+def test_a_coded_form_the_header_does_not_call_for_is_refused():
+    shape = (64, 32, 3, 3)
+    mask = fedmrn_like_mask(99, "w", shape)
+    phase_body = encode_mask(mask)
+    with pytest.raises(PayloadError, match="tensor 'w': is coded_mask but masks over uniform noise are sent as noise_coded_mask"):
+        decode_update(raw_payload([(b"w", CODED, shape, len(phase_body))], [phase_body], family=UNIFORM))
+    noise_body = encode_in_contexts(mask, noise_contexts(99, "w", shape, NOISE))
+    with pytest.raises(PayloadError, match="is noise_coded_mask but masks over bernoulli noise are sent as coded_mask"):
+        decode_update(raw_payload([(b"w", NOISE_CODED, shape, len(noise_body))], [noise_body], family=BERNOULLI))
+
+
+def test_body_lengths_are_bounded_by_the_shape_before_decoding():
+    shape = (64, 32, 3, 3)
+    low, packed = context_overhead(shape), packed_size(math.prod(shape))
+    for size in (low - 1, packed):
+        with pytest.raises(PayloadError, match=f"coded mask body length is {size} bytes, expected at least {low} and fewer than the {packed}"):
+            decode_update(raw_payload([(b"w", NOISE_CODED, shape, size)], [bytes(size)], family=UNIFORM))
+
+
+def test_probabilities_other_than_the_bit_counts_and_short_bodies_are_refused():
+    shape = (64, 32, 3, 3)
+    contexts = noise_contexts(1, "w", shape, NOISE)
+    body = bytearray(encode_in_contexts(fedmrn_like_mask(1, "w", shape), contexts))
+    body[0] = 255 if body[0] != 255 else 254  # context 0 claims another probability
+    with pytest.raises(PayloadError, match=r"coded mask"):
+        decode_in_contexts(bytes(body), shape, contexts)
+    with pytest.raises(PayloadError, match=r"needs 8 probability bytes, \d+ lane states of 4 bytes and whole 2-byte words, got 5"):
+        decode_in_contexts(bytes(5), shape, contexts)
+    with pytest.raises(ValueError, match=r"contexts must give each of the 10 elements a context in \[0, 8\)"):
+        encode_in_contexts(torch.zeros(10, dtype=torch.bool), np.full(10, 8))
+
+
+def test_every_single_byte_corruption_is_refused_or_decodes_canonically():
+    shape = (16, 8, 3, 3)
+    contexts = noise_contexts(2, "w", shape, NOISE)
+    mask = fedmrn_like_mask(2, "w", shape)
+    body = encode_in_contexts(mask, contexts)
+    refused = 0
+    for position in range(len(body)):
+        for flip in (0x01, 0x80, 0xFF):
+            corrupted = bytearray(body)
+            corrupted[position] ^= flip
+            try:
+                decoded = decode_in_contexts(bytes(corrupted), shape, contexts)
+            except PayloadError as error:
+                assert "coded mask" in str(error)
+                refused += 1
+                continue
+            assert encode_in_contexts(decoded, contexts) == bytes(corrupted)  # accepted only as its own canonical body
+    assert refused >= 0.95 * 3 * len(body)  # (the payload checksum stands before this in any case)
