@@ -5,7 +5,7 @@ payloads you already have, ``--payloads DIR``), decodes every client mask and co
 again with each candidate: ``packed`` (8 per byte), ``phase`` (our rANS coder with one
 probability per kernel position), ``noise`` (the same coder with one probability per noise
 context, the noise regenerated from the seed on both sides; what ``encode_update`` sends
-over uniform or gauss noise), each only where shorter than packed, and general-purpose
+over uniform noise), each only where shorter than packed, and general-purpose
 compressors on the packed bytes (``zlib`` level 9, ``lzma`` preset 9e, ``zstd`` level 19
 when the ``zstandard`` package is installed). ``entropy`` is the per-tensor zeroth-order
 entropy, the bound for a coder without context. Every candidate is checked to round-trip.
@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 from fedmrn_pl.wire import decode_update, pack_bits, unpack_bits
-from fedmrn_pl.wire.context_coding import noise_contexts
+from fedmrn_pl.wire.context_coding import noise_contexts, uses_contexts
 from fedmrn_pl.wire.mask_coding import decode_in_contexts, decode_mask, encode_in_contexts, encode_mask
 
 try:
@@ -73,9 +73,9 @@ def codecs() -> dict[str, Codec]:
     table = {
         "packed": (lambda mask, _: pack_bits(mask), lambda data, shape, _: unpack_bits(data, shape)),
         "phase": _or_packed(lambda mask, _: encode_mask(mask), lambda data, shape, _: decode_mask(data, shape)),
-        "noise": _or_packed(  # what encode_update sends for masks over uniform or gauss noise (format v4)
+        "noise": _or_packed(  # what encode_update sends for masks over uniform noise (format v4)
             lambda mask, contexts: encode_in_contexts(mask, contexts()),
-            lambda data, shape, contexts: decode_in_contexts(data, shape, contexts()),
+            lambda data, shape, contexts: decode_in_contexts(data, shape, contexts),
         ),
         "zlib-9": _compressor(lambda b: zlib.compress(b, 9), zlib.decompress),
         "lzma-9e": _compressor(lambda b: lzma.compress(b, preset=9 | lzma.PRESET_EXTREME), lzma.decompress),
@@ -107,6 +107,8 @@ def measure(payload_dir: Path) -> tuple[dict, dict]:
     for path in sorted(payload_dir.glob("round_*_client_*.fmrn")):
         server_round = int(path.name.split("_")[1])
         update = decode_update(path.read_bytes())
+        if not uses_contexts(update.noise):
+            table.pop("noise", None)  # only masks over uniform noise are coded by noise context
         for tensor_name, mask in update.masks.items():
             shape = tuple(mask.shape)
 
@@ -122,7 +124,7 @@ def measure(payload_dir: Path) -> tuple[dict, dict]:
                 seconds[server_round, name] += time.perf_counter() - start
                 assert torch.equal(restored, mask), f"{name} does not round-trip {path.name}"
                 bits[server_round, name] += 8 * len(data)
-    return {"bits": bits, "seconds": seconds, "names": ["entropy", *table]}, numel
+    return {"bits": bits, "seconds": seconds, "names": ["entropy", *table]}, numel  # noise: dropped unless uniform
 
 
 def report(result: dict, numel: dict) -> None:

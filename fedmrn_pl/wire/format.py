@@ -139,9 +139,9 @@ def encode_update(
             ``"float32"``) sends every floating dense tensor in that dtype. Integer
             buffers are always sent as int64.
         mask_encoding: ``"coded"`` entropy-codes each mask whose coded body is shorter
-            than its packed one and packs the others (over uniform or gauss noise by noise
-            context, which the reader regenerates from the header, else by kernel
-            position); ``"packed"`` packs every mask 8 per byte. Both decode to the same bits.
+            than its packed one and packs the others (over uniform noise by noise context,
+            which the reader regenerates from the header, else by kernel position);
+            ``"packed"`` packs every mask 8 per byte. Both decode to the same bits.
         dense_encoding: ``"deflate"`` deflates each dense body by byte plane where that
             is shorter and sends the others raw; ``"raw"`` sends every one raw. Lossless.
 
@@ -233,7 +233,7 @@ def _manifest_entry(name: str, encoding: str, shape: tuple[int, ...], size: int,
 def _mask_body(update: ClientUpdate, name: str, mask_encoding: str) -> tuple[str, bytes]:
     """``(encoding, body)`` of one mask: coded only when strictly shorter, so the choice is canonical.
 
-    Over continuous noise the coded form is the noise-context one, otherwise per-kernel phases:
+    Over uniform noise the coded form is the noise-context one, otherwise per-kernel phases:
     the header decides which, so the reader can check it.
     """
     mask = update.masks[name]
@@ -370,7 +370,9 @@ def _read_mask(header: Header, entry: ManifestEntry, body: memoryview) -> torch.
         raise PayloadError(f"is {entry.encoding} but masks over {header.noise.family} noise are sent as {expected}")
     if entry.encoding == "coded_mask":
         return decode_mask(body, entry.shape)
-    return decode_in_contexts(body, entry.shape, noise_contexts(header.seed, entry.name, entry.shape, header.noise))
+    return decode_in_contexts(
+        body, entry.shape, lambda: noise_contexts(header.seed, entry.name, entry.shape, header.noise)
+    )
 
 
 def _read_body(parsed: ParsedPayload, entry: ManifestEntry) -> torch.Tensor:

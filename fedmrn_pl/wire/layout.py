@@ -37,9 +37,10 @@ is the shape of the bits or of the dense tensor the values belong to.
 
 Version 4 added ``noise_coded_mask`` (code 7): a mask entropy-coded in groups by the
 magnitude of the noise it selects from (``context_coding.py``), which the reader
-regenerates from the header's seed and noise. Which coded form a mask may take follows
-from the header, so the format stays canonical: an update over continuous noise (uniform,
-gauss) sends its masks noise-coded or packed, any other update coded or packed.
+regenerates from the header's seed and noise; the body starts with the CRC-32 of those
+contexts. Which coded form a mask may take follows from the header, so the format stays
+canonical: an update over uniform noise sends its masks noise-coded or packed, any other
+update coded or packed.
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ from fedmrn_pl.wire.mask_coding import CONTEXTS, context_overhead, decode_in_con
 from tests.wire.test_format import raw_payload
 
 NOISE = NoiseSpec("uniform", 0.01)
-NOISE_CODED, CODED, UNIFORM, BERNOULLI = 7, 4, 0, 2
+NOISE_CODED, CODED, UNIFORM, GAUSS, BERNOULLI = 7, 4, 0, 1, 2
 
 
 def fedmrn_like_mask(seed: int, name: str, shape: tuple[int, ...], noise: NoiseSpec = NOISE) -> torch.Tensor:
@@ -31,21 +31,46 @@ def test_masks_round_trip_bit_exact(shape):
     contexts = noise_contexts(3, "w", shape, NOISE)
     mask = torch.rand(shape, generator=torch.Generator().manual_seed(1)) < 0.3
     body = encode_in_contexts(mask, contexts)
-    decoded = decode_in_contexts(body, shape, contexts)
+    decoded = decode_in_contexts(body, shape, lambda: contexts)
     assert decoded.shape == mask.shape and torch.equal(decoded, mask)
     assert len(body) >= context_overhead(shape)
 
 
-@pytest.mark.parametrize("family", ["uniform", "gauss"])
-def test_contexts_are_about_equal_groups_ordered_by_noise_magnitude(family):
-    shape, noise = (100_000,), NoiseSpec(family, 0.01)
-    contexts = noise_contexts(4, "w", shape, noise)
-    magnitude = generate_noise(4, "w", shape, noise).abs().numpy()
+def test_contexts_are_about_equal_groups_ordered_by_noise_magnitude():
+    shape = (100_000,)
+    contexts = noise_contexts(4, "w", shape, NOISE)
+    magnitude = generate_noise(4, "w", shape, NOISE).abs().numpy()
     sizes = np.bincount(contexts, minlength=CONTEXTS)
-    assert sizes.sum() == 100_000 and sizes.min() > 0.95 * 100_000 / CONTEXTS  # the family's quantiles
+    assert sizes.sum() == 100_000 and sizes.min() > 0.95 * 100_000 / CONTEXTS  # octiles of uniform |n| / alpha
     for c in range(CONTEXTS - 1):
         assert magnitude[contexts == c].max() <= magnitude[contexts == c + 1].min()
-    assert not np.array_equal(contexts, noise_contexts(5, "w", shape, noise))  # another seed, another noise
+    assert not np.array_equal(contexts, noise_contexts(5, "w", shape, NOISE))  # another seed, another noise
+    with pytest.raises(ValueError, match="masks over gauss noise are not coded in noise contexts"):
+        noise_contexts(4, "w", shape, NoiseSpec("gauss", 0.01))
+
+
+def test_a_reader_with_other_contexts_refuses_the_mask_instead_of_misreading_it():
+    """As a reader whose noise generator differed in a few elements would (the CRC-32 catches it)."""
+    shape = (64, 32, 3, 3)
+    contexts = noise_contexts(6, "w", shape, NOISE)
+    body = encode_in_contexts(fedmrn_like_mask(6, "w", shape), contexts)
+    moved = contexts.copy()
+    moved[:3] = (moved[:3] + 1) % CONTEXTS  # three elements in another group
+    with pytest.raises(PayloadError, match="written with other noise contexts .*regenerates the noise differently"):
+        decode_in_contexts(body, shape, lambda: moved)
+
+
+def test_contexts_are_derived_only_once_the_body_passes_its_cheap_checks():
+    """Deriving contexts regenerates the declared shape's noise; a garbage body must not cost that."""
+
+    def never() -> np.ndarray:
+        raise AssertionError("contexts were derived for a body that fails its fixed checks")
+
+    shape = (2**27,)
+    with pytest.raises(PayloadError, match="probability of context 0 is 0"):
+        decode_in_contexts(bytes(context_overhead(shape)), shape, never)
+    with pytest.raises(PayloadError, match="tensor .w.: noise-coded mask probability of context 0 is 0"):
+        decode_update(raw_payload([(b"w", NOISE_CODED, shape, 16384)], [bytes(16384)], family=UNIFORM))
 
 
 def test_a_fedmrn_like_mask_codes_smaller_in_noise_contexts_than_by_kernel_phase():
@@ -62,7 +87,7 @@ def _payload(noise: NoiseSpec) -> tuple[ClientUpdate, bytes]:
     return update, encode_update(update)
 
 
-@pytest.mark.parametrize("family, form", [("uniform", "noise_coded_mask"), ("gauss", "noise_coded_mask"), ("bernoulli", "coded_mask")])
+@pytest.mark.parametrize("family, form", [("uniform", "noise_coded_mask"), ("gauss", "coded_mask"), ("bernoulli", "coded_mask")])
 def test_the_header_noise_decides_the_coded_form(family, form):
     update, payload = _payload(NoiseSpec(family, 0.01))
     assert describe_payload(payload)["tensors"][0]["encoding"] == form
@@ -77,8 +102,9 @@ def test_a_coded_form_the_header_does_not_call_for_is_refused():
     with pytest.raises(PayloadError, match="tensor 'w': is coded_mask but masks over uniform noise are sent as noise_coded_mask"):
         decode_update(raw_payload([(b"w", CODED, shape, len(phase_body))], [phase_body], family=UNIFORM))
     noise_body = encode_in_contexts(mask, noise_contexts(99, "w", shape, NOISE))
-    with pytest.raises(PayloadError, match="is noise_coded_mask but masks over bernoulli noise are sent as coded_mask"):
-        decode_update(raw_payload([(b"w", NOISE_CODED, shape, len(noise_body))], [noise_body], family=BERNOULLI))
+    for family in (GAUSS, BERNOULLI):
+        with pytest.raises(PayloadError, match="is noise_coded_mask but masks over .* noise are sent as coded_mask"):
+            decode_update(raw_payload([(b"w", NOISE_CODED, shape, len(noise_body))], [noise_body], family=family))
 
 
 def test_body_lengths_are_bounded_by_the_shape_before_decoding():
@@ -95,9 +121,9 @@ def test_probabilities_other_than_the_bit_counts_and_short_bodies_are_refused():
     body = bytearray(encode_in_contexts(fedmrn_like_mask(1, "w", shape), contexts))
     body[0] = 255 if body[0] != 255 else 254  # context 0 claims another probability
     with pytest.raises(PayloadError, match=r"coded mask"):
-        decode_in_contexts(bytes(body), shape, contexts)
-    with pytest.raises(PayloadError, match=r"needs 8 probability bytes, \d+ lane states of 4 bytes and whole 2-byte words, got 5"):
-        decode_in_contexts(bytes(5), shape, contexts)
+        decode_in_contexts(bytes(body), shape, lambda: contexts)
+    with pytest.raises(PayloadError, match=r"needs a 4-byte contexts CRC, 8 probability bytes, \d+ lane states of 4 bytes and whole 2-byte words, got 5"):
+        decode_in_contexts(bytes(5), shape, lambda: contexts)
     with pytest.raises(ValueError, match=r"contexts must give each of the 10 elements a context in \[0, 8\)"):
         encode_in_contexts(torch.zeros(10, dtype=torch.bool), np.full(10, 8))
 
@@ -113,10 +139,28 @@ def test_every_single_byte_corruption_is_refused_or_decodes_canonically():
             corrupted = bytearray(body)
             corrupted[position] ^= flip
             try:
-                decoded = decode_in_contexts(bytes(corrupted), shape, contexts)
+                decoded = decode_in_contexts(bytes(corrupted), shape, lambda: contexts)
             except PayloadError as error:
                 assert "coded mask" in str(error)
                 refused += 1
                 continue
             assert encode_in_contexts(decoded, contexts) == bytes(corrupted)  # accepted only as its own canonical body
     assert refused >= 0.95 * 3 * len(body)  # (the payload checksum stands before this in any case)
+
+
+def test_uniform_noise_contexts_are_the_same_on_every_cpu_kernel():
+    """The reader's contexts must equal the writer's on any machine (torch.randn's floats differ between kernels)."""
+    import subprocess
+    import sys
+    import zlib
+
+    shape = (300_000,)
+    here = zlib.crc32(noise_contexts(7, "w", shape, NOISE).tobytes())
+    code = (
+        "import zlib; from fedmrn_pl.update import NoiseSpec; from fedmrn_pl.wire.context_coding import noise_contexts; "
+        f"print(zlib.crc32(noise_contexts(7, 'w', {shape}, NoiseSpec('uniform', 0.01)).tobytes()))"
+    )
+    for capability in ("default", "avx2"):
+        env = {**__import__("os").environ, "ATEN_CPU_CAPABILITY": capability}
+        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+        assert int(out.stdout.strip()) == here, capability

@@ -41,7 +41,7 @@ HEADER_FIELDS = [(4, "<H"), (6, "<H"), (8, "<Q"), (16, "<Q"), (24, "<Q"), (32, "
                  (42, "<Q"), (50, "<I"), (54, "<I")]  # fmt: skip
 
 
-def _update(conv_shape: tuple[int, ...], ones: float, family: str = "gauss") -> ClientUpdate:
+def _update(conv_shape: tuple[int, ...], ones: float, family: str = "uniform") -> ClientUpdate:
     gen = torch.Generator().manual_seed(7)
     masks = {
         "conv.weight": torch.rand(conv_shape, generator=gen) < ones,
@@ -56,7 +56,7 @@ def _update(conv_shape: tuple[int, ...], ones: float, family: str = "gauss") -> 
 
 
 def _case(
-    conv_shape: tuple[int, ...], ones: float, family: str = "gauss"
+    conv_shape: tuple[int, ...], ones: float, family: str = "uniform"
 ) -> tuple[ClientUpdate, bytes, dict[str, TensorSpec]]:
     """An update, its payload, and the server's manifest for it."""
     update = _update(conv_shape, ones, family)
@@ -85,7 +85,7 @@ def _compressed_case() -> tuple[ClientUpdate, bytes, dict[str, TensorSpec]]:
 
 
 # at 10% ones the 288-bit conv mask codes to ~30 bytes instead of 36 packed
-# over gauss noise the 4608-bit conv mask codes in noise contexts to ~340 bytes instead of 576
+# over uniform noise the 4608-bit conv mask codes in noise contexts to ~340 bytes instead of 576
 CASES = {
     "packed": _case((4, 2, 3, 3), 0.5),
     "coded": _case((8, 4, 3, 3), 0.1, "bernoulli"),
