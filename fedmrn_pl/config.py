@@ -281,7 +281,7 @@ def validate(config: DictConfig) -> None:
         )
     if config.method.fedpm_reset_every is not None and config.method.fedpm_reset_every < 1:
         raise ConfigError(f"method.fedpm_reset_every={config.method.fedpm_reset_every} is not valid; it must be >= 1 (or null)")
-    if config.method.name == Method.fedpm and config.method.downlink != DownlinkMode.dense:
+    if fedpm and config.method.downlink != DownlinkMode.dense:
         reset_every = fedpm_reset_every(config)
         if reset_every != 1:
             raise ConfigError(
