@@ -35,6 +35,7 @@ class FederatedRun(Protocol):
     masking: MaskingConfig | None  # the run's masking settings (None: dense updates)
     expected_manifest: dict[str, TensorSpec]  # every tensor a payload must carry, and how
     max_payload_bytes: int  # payloads above this size are refused unread
+    issued_noise_scales: dict[str, float]  # this round's per-tensor noise scales ({}: the masking's alpha)
 
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to resume (tensors and plain data)."""

@@ -101,6 +101,14 @@ class MaskPacking(FederatedCallback):
         received = (update.mask_kind, None if masking is None else update.noise)
         if received != expected:
             raise PayloadError(f"payload mask kind/noise {received} differ from the run's {expected}")
+        issued = {name: trainer.issued_noise_scales[name] for name in update.masks if name in trainer.issued_noise_scales}
+        if update.noise_scales != issued:
+            wrong = sorted(n for n in set(update.noise_scales) | set(issued) if update.noise_scales.get(n) != issued.get(n))
+            raise PayloadError(
+                f"payload noise scales differ from those issued for this round at {wrong[:3]}: "
+                f"sent {[update.noise_scales.get(n) for n in wrong[:3]]}, issued {[issued.get(n) for n in wrong[:3]]} "
+                "(None: the run's alpha)"
+            )
         for name, tensor in update.dense.items():
             if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
                 raise PayloadError(f"tensor {name!r} has non-finite values")

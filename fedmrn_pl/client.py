@@ -33,6 +33,7 @@ from fedmrn_pl.masking import (
     sample_final_masks,
     set_mask_generator,
     set_mask_probability,
+    update_rms,
 )
 from fedmrn_pl.messages import FitRequest, FitResult
 from fedmrn_pl.seeding import derive_seed, make_generator
@@ -63,20 +64,33 @@ class ProgressiveMasking(L.Callback):
         draw_seed: seed of the SM/PSM draws during training.
         final_seed: seed of the final mask sample.
         masking: mask kind, noise, schedule and parameter selection.
+        noise_scales: per masked tensor, the noise magnitude the server issued (float32
+            values); unlisted tensors use ``masking.noise.alpha``.
     """
 
-    def __init__(self, noise_seed: int, draw_seed: int, final_seed: int, masking: MaskingConfig) -> None:
+    def __init__(
+        self,
+        noise_seed: int,
+        draw_seed: int,
+        final_seed: int,
+        masking: MaskingConfig,
+        noise_scales: Mapping[str, float] | None = None,
+    ) -> None:
         self.noise_seed = noise_seed
         self.draw_seed = draw_seed
         self.final_seed = final_seed
         self.masking = masking
+        self.noise_scales = dict(noise_scales or {})
         self.total_steps = 0
         self.masks: dict[str, torch.Tensor] = {}
+        self.update_rms: dict[str, float] = {}
         self.stats: dict[str, float] = {}
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         """Wrap before ``configure_optimizers`` runs, so the optimizer sees the updates ``u``."""
-        apply_masked_noise(pl_module, self.noise_seed, self.masking.kind, self.masking.noise, self.masking.selector)
+        apply_masked_noise(
+            pl_module, self.noise_seed, self.masking.kind, self.masking.noise, self.masking.selector, self.noise_scales
+        )
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """Seed the draws on the module's device, now that it has been moved there."""
@@ -105,7 +119,9 @@ class ProgressiveMasking(L.Callback):
                 raise FloatingPointError(f"non-finite values in the trained update of {name!r}")
         # The uploaded mask is drawn on the CPU: the same u gives the same bits on any device.
         self.masks = sample_final_masks(pl_module, make_generator(self.final_seed), self.masking.sampling)
-        self.stats = _mask_stats(masked_parametrizations(pl_module), self.masks)
+        parametrizations = masked_parametrizations(pl_module)
+        self.update_rms = {name: update_rms(p.update) for name, p in parametrizations.items()}
+        self.stats = _mask_stats(parametrizations, self.masks)
 
     def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         """Give the user their plain module back."""
@@ -139,7 +155,13 @@ def _mask_stats(parametrizations: Mapping[str, Any], masks: Mapping[str, torch.T
     numel = sum(mask.numel() for mask in masks.values())
     update_sum = sum(float(p.update.abs().sum()) for p in parametrizations.values())
     noise_sum = sum(float(p.noise.abs().sum()) for p in parametrizations.values())
-    return {"mask_ones_fraction": ones / max(numel, 1), "mean_abs_u_over_n": update_sum / max(noise_sum, 1e-30)}
+    # Elements whose update u left the noise's reach (|u| > |n|): the noise capped their step this round.
+    clipped = sum(int((p.update.abs() > p.noise.abs()).sum()) for p in parametrizations.values())
+    return {
+        "mask_ones_fraction": ones / max(numel, 1),
+        "mean_abs_u_over_n": update_sum / max(noise_sum, 1e-30),
+        "clipped_fraction": clipped / max(numel, 1),
+    }
 
 
 # Lightning's per-fit banners ("GPU available ...", "TPU available ...") and warnings that
@@ -255,6 +277,7 @@ class FederatedClient:
                 derive_seed(self.run_seed, request.server_round, request.client_id, "psm"),
                 derive_seed(self.run_seed, request.server_round, request.client_id, "final_mask"),
                 self.masking,
+                request.noise_scales,
             )
         callbacks: list[L.Callback] = [] if masking_callback is None else [masking_callback]
         if self.timeout_seconds is not None:
@@ -284,9 +307,11 @@ class FederatedClient:
                     f"masked parameters {sorted(set(masks) - set(state))} are not in the module's state_dict"
                 )
             dense = {name: tensor for name, tensor in state.items() if name not in masks}
+            scales = {name: scale for name, scale in (request.noise_scales or {}).items() if name in masks}
             update = ClientUpdate(
-                *identity, self.masking.kind, self.masking.noise, request.num_examples, masks=masks, dense=dense
-            )
+                *identity, self.masking.kind, self.masking.noise, request.num_examples, masks=masks, dense=dense,
+                noise_scales=scales, update_rms=masking_callback.update_rms,
+            )  # fmt: skip
         return FitResult(
             request,
             update=update,

@@ -24,6 +24,7 @@ from fedmrn_pl.data.datasets import DatasetName
 from fedmrn_pl.data.partition import PartitionName
 from fedmrn_pl.federated.downlink import DownlinkMode
 from fedmrn_pl.masking.functional import MaskSampling, Schedule
+from fedmrn_pl.masking.scales import NoiseScale
 from fedmrn_pl.methods.fedpm_settings import FedPMEstimate, FedPMOptimizer, FedPMSettings
 from fedmrn_pl.methods.functional import QuantNorm
 from fedmrn_pl.models.initialization import InitScheme
@@ -83,7 +84,10 @@ class MethodConfig:
     name: Method = Method.fedmrn
     mask: MaskKind = MaskKind.binary
     noise: NoiseFamily = NoiseFamily.uniform
-    alpha: float | None = None  # noise magnitude; None: 0.01 binary / 0.005 signed
+    alpha: float | None = None  # noise magnitude (adaptive: round 1's); None: 0.01 binary / 0.005 signed
+    noise_scale: NoiseScale = NoiseScale.absolute  # absolute: alpha everywhere (paper); adaptive: per tensor and round
+    scale_factor: float = 5.0  # noise_scale=adaptive: magnitude = scale_factor x the clients' last update RMS
+    scale_cap: float = 2.0  # noise_scale=adaptive: at most scale_cap x the tensor's RMS (or alpha, if larger)
     schedule: Schedule = Schedule.linear  # PSM schedule; constant = plain SM
     mask_sampling: MaskSampling = MaskSampling.stochastic  # uploaded mask: sampled (paper) or threshold: clip(u/n) >= 0.5 (ablation)
     dense_dtype: DenseDtype = DenseDtype.float32  # dense tensors on the wire
@@ -263,6 +267,10 @@ def validate(config: DictConfig) -> None:
         )
     if config.method.alpha is not None and not config.method.alpha > 0:
         raise ConfigError(f"method.alpha={config.method.alpha} must be > 0 (or null for the paper's default)")
+    for key in ("scale_factor", "scale_cap"):
+        value = config.method[key]
+        if not (math.isfinite(value) and value > 0):
+            raise ConfigError(f"method.{key}={value} must be a finite number > 0 (defaults: scale_factor 5, scale_cap 2)")
     for key in ("fedpm_score_gain", "fedpm_lr"):
         if not config.method[key] > 0:
             raise ConfigError(f"method.{key}={config.method[key]} is not valid; it must be > 0")

@@ -45,7 +45,8 @@ def masking_from_config(config: DictConfig) -> MaskingConfig | None:
     selector = _selector(config)
     return MaskingConfig(
         kind=method.mask, noise=NoiseSpec(method.noise, float(alpha)), schedule=method.schedule, selector=selector,
-        sampling=method.mask_sampling,
+        sampling=method.mask_sampling, noise_scale=method.noise_scale, scale_factor=float(method.scale_factor),
+        scale_cap=float(method.scale_cap),
     )
 
 

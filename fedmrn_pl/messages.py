@@ -24,6 +24,7 @@ class FitRequest:
     num_examples: int  # the server's own count of the client's samples: the aggregation weight
     seed: int | None = None  # noise seed, issued by the SeedSync callback before the client trains
     client_state: bytes | None = None  # the client's private state from its last round (an EF residual), or None
+    noise_scales: dict[str, float] | None = None  # FedMRN: per masked tensor, the noise magnitude (None: alpha)
 
 
 @dataclass

@@ -6,6 +6,7 @@ serialises it) and the server strategies (which aggregate it). Plain data only.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import torch
@@ -75,6 +76,15 @@ class ClientUpdate:
     masks: dict[str, torch.Tensor] = field(default_factory=dict)
     dense: dict[str, torch.Tensor] = field(default_factory=dict)
     compressed: dict[str, CompressedTensor] = field(default_factory=dict)
+    # Per masked tensor: the noise magnitude it was drawn with (absent: ``noise.alpha``) and the
+    # RMS of the client's trained update ``u`` (how far its optimizer wanted the weight to move).
+    noise_scales: dict[str, float] = field(default_factory=dict)
+    update_rms: dict[str, float] = field(default_factory=dict)
+
+    def noise_for(self, name: str) -> NoiseSpec:
+        """The noise mask ``name`` selects from: the update's family at that tensor's scale."""
+        scale = self.noise_scales.get(name)
+        return self.noise if scale is None else NoiseSpec(self.noise.family, scale)
 
     def __post_init__(self) -> None:
         if self.mask_kind not in MASK_KINDS:
@@ -87,3 +97,14 @@ class ClientUpdate:
         overlap = set(self.compressed) & (set(self.masks) | set(self.dense))
         if overlap:
             raise ValueError(f"compressed tensors cannot also be masks or dense: {sorted(overlap)}")
+        for label, values, valid in (
+            ("noise_scales", self.noise_scales, "a finite number > 0"),
+            ("update_rms", self.update_rms, "a finite number >= 0"),
+        ):
+            stray = sorted(set(values) - set(self.masks))
+            if stray:
+                raise ValueError(f"{label} names tensors that are not masks: {stray}")
+            for name, value in values.items():
+                low_ok = value > 0 if label == "noise_scales" else value >= 0
+                if not (isinstance(value, (int, float)) and math.isfinite(value) and low_ok):
+                    raise ValueError(f"{label}[{name!r}] = {value!r} is not valid; expected {valid}")

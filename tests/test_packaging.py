@@ -1,6 +1,6 @@
 """Every third-party module the project imports is declared in setup.cfg.
 
-A fresh machine gets only what ``pip install -e '.[dev]'`` brings; a module imported
+A fresh machine gets only what ``pip install -e '.[dev,zoo]'`` brings; a module imported
 directly but pulled in only transitively (or present only on this machine) breaks
 the README's commands there. Imports are read with ``ast``, not executed.
 """

@@ -49,6 +49,6 @@ def masked_noise_sum(
     total = torch.zeros(like.shape, dtype=torch.float32)
     for update, weight in zip(updates, weights, strict=True):
         total.add_(
-            reconstruct_delta(update.seed, name, update.masks[name], update.mask_kind, update.noise), alpha=weight
+            reconstruct_delta(update.seed, name, update.masks[name], update.mask_kind, update.noise_for(name)), alpha=weight
         )
     return total.to(like.dtype)

@@ -35,6 +35,7 @@ from fedmrn_pl.callbacks import (
 from fedmrn_pl.client import ClientData, FederatedClient, local_trainer, quiet_lightning
 from fedmrn_pl.federated.downlink import DownlinkMode, DownlinkReceiver, ServerDownlink, rebuild_global
 from fedmrn_pl.federated.metric_keys import MetricKeys
+from fedmrn_pl.federated.noise_scales import NoiseScaleWatch, issued_noise_scales, scale_metrics
 from fedmrn_pl.federated.run_config import describe_run
 from fedmrn_pl.federated.sampling import sample_clients
 from fedmrn_pl.federated.strategies import FedMRN, Strategy
@@ -189,6 +190,8 @@ class FederatedTrainer:
         self._fit_origin = time.perf_counter()
         self.history: list[dict[str, Any]] = []
         self.summary: dict[str, Any] | None = None  # the run's figures, computed once when fit() ends
+        self.issued_noise_scales: dict[str, float] = {}  # this round's per-tensor noise scales ({}: alpha)
+        self._scale_watch = NoiseScaleWatch()
 
     # ------------------------------------------------------------------ the run
     @property
@@ -221,6 +224,7 @@ class FederatedTrainer:
         """One full round: sample, train clients (this rank's share), aggregate and evaluate on rank 0."""
         started = time.perf_counter()
         client_ids = sample_clients(self.run_seed, server_round, self.data.num_clients, self.clients_per_round)
+        self.issued_noise_scales = issued_noise_scales(self.masking, self.history)
         if self.is_global_zero:
             self.downlink.deliver(server_round, client_ids, self.global_state)
         self._call("on_round_start", server_round, client_ids)
@@ -266,6 +270,9 @@ class FederatedTrainer:
             self.replica.apply(message)
         self._call("on_aggregate_end", server_round, accepted)
         metrics = self._round_metrics(server_round, results, accepted, kept_previous)
+        metrics.update(scale_metrics(self.masking, self.issued_noise_scales, updates, previous, self.global_state,
+                                     self.masked_names))  # fmt: skip
+        self._scale_watch.check(self.masking, server_round, metrics)
         self.metric_keys.check_clients(accepted)
         metrics.update(self.metric_keys.with_standard_keys(self.evaluate()))
         return metrics
@@ -291,6 +298,7 @@ class FederatedTrainer:
         for client_id in client_ids:
             request = FitRequest(server_round, client_id, self.data.client_num_examples(client_id))
             request.client_state = (states or {}).get(client_id)
+            request.noise_scales = dict(self.issued_noise_scales) or None
             self._call_client("on_client_fit_start", request)
             result = self.client.fit(self.global_state, request)
             if result.dropped is not None:

@@ -25,16 +25,20 @@ from fedmrn_pl.masking.parametrization import (
     set_mask_probability,
 )
 from fedmrn_pl.masking.reconstruct import mask_to_values, reconstruct_delta
+from fedmrn_pl.masking.scales import MAX_NOISE_SCALE, NoiseScale, as_wire_scale, next_noise_scales, update_rms
 from fedmrn_pl.masking.selection import ParameterSelector
 
 __all__ = [
+    "MAX_NOISE_SCALE",
     "MIN_NOISE_MAGNITUDE",
     "MaskSampling",
     "MaskedNoise",
     "MaskingConfig",
+    "NoiseScale",
     "ParameterSelector",
     "Schedule",
     "apply_masked_noise",
+    "as_wire_scale",
     "begin_mask_step",
     "default_alpha",
     "end_mask_step",
@@ -45,6 +49,7 @@ __all__ = [
     "mask_values",
     "masked_noise",
     "masked_parametrizations",
+    "next_noise_scales",
     "psm_probability",
     "reconstruct_delta",
     "remove_masked_noise",
@@ -53,4 +58,5 @@ __all__ = [
     "set_mask_probability",
     "stochastic_mask",
     "threshold_mask",
+    "update_rms",
 ]

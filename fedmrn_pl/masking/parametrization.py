@@ -14,6 +14,8 @@ tied tensor is registered.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import torch
 from torch import nn
 from torch.nn.utils import parametrize
@@ -94,6 +96,7 @@ def apply_masked_noise(
     kind: str = "binary",
     noise: NoiseSpec = NoiseSpec(),
     selector: ParameterSelector = ParameterSelector(),
+    scales: Mapping[str, float] | None = None,
 ) -> dict[str, MaskedNoise]:
     """Wrap the selected parameters of ``model`` with masked noise for one round.
 
@@ -103,6 +106,7 @@ def apply_masked_noise(
         kind: "binary" or "signed" masks.
         noise: noise family and magnitude.
         selector: which parameters are masked.
+        scales: per parameter name, a magnitude that replaces ``noise.alpha`` (unlisted: alpha).
 
     Returns:
         The new parametrizations keyed by parameter name; their ``update`` tensors are
@@ -120,7 +124,8 @@ def apply_masked_noise(
     wrapped = {}
     for name, module, attr in targets:
         weight = getattr(module, attr)
-        parametrization = MaskedNoise(generate_noise(seed, name, weight.shape, noise, device=weight.device), kind)
+        spec = noise if scales is None or name not in scales else NoiseSpec(noise.family, scales[name])
+        parametrization = MaskedNoise(generate_noise(seed, name, weight.shape, spec, device=weight.device), kind)
         parametrization.to(dtype=weight.dtype)
         # A tied weight gets the same parametrization at each of its places: one u, one noise, one mask.
         for _, owner, owner_attr in places[id(weight)]:

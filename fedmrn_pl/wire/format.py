@@ -33,6 +33,7 @@ from fedmrn_pl.wire.layout import (
     HEADER_SIZE,
     MAGIC,
     MASK_ENCODINGS,
+    MASK_EXTRAS,
     MASK_KIND_CODES,
     MAX_NAME_BYTES,
     MAX_NDIM,
@@ -175,7 +176,8 @@ def encode_update(
                 coded = deflate_planes(body, TORCH_DTYPES[encoding].itemsize)
                 deflated = len(coded) < len(body)
                 body = coded if deflated else body
-        manifest.append(_manifest_entry(name, encoding, shapes[name], len(body), deflated))
+        extras = _mask_extras(update, name) if name in update.masks else b""
+        manifest.append(_manifest_entry(name, encoding, shapes[name], len(body), deflated) + extras)
         bodies.append(body)
     manifest_bytes = b"".join(manifest)
     header = HEADER.pack(
@@ -194,6 +196,23 @@ def encode_update(
     )
     content = b"".join([header, manifest_bytes, *bodies])
     return content + checksum(content)
+
+
+def _mask_extras(update: ClientUpdate, name: str) -> bytes:
+    """A mask entry's noise scale (0.0: the header's alpha) and update RMS, as float32.
+
+    The scale a client trained with must be the one the server regenerates the noise at,
+    so a per-tensor scale must be a float32 value from the start (``masking.as_wire_scale``).
+    """
+    scale = float(update.noise_scales.get(name, 0.0))
+    rms = float(update.update_rms.get(name, 0.0))
+    packed = MASK_EXTRAS.pack(scale, min(rms, 3.0e38))
+    if MASK_EXTRAS.unpack(packed)[0] != scale:
+        raise ValueError(
+            f"noise scale {scale!r} of mask {name!r} is not a float32 value; the server would regenerate "
+            f"other noise (round it with fedmrn_pl.masking.as_wire_scale)"
+        )
+    return packed
 
 
 def _uint64(value: int, field: str) -> int:
@@ -316,8 +335,11 @@ def decode_update(
     dense = {e.name: _read_body(parsed, e) for e in parsed.entries
              if e.encoding not in MASK_ENCODINGS and e.encoding not in COMPRESSED_ENCODINGS}  # fmt: skip
     try:
+        mask_entries = [e for e in parsed.entries if e.encoding in MASK_ENCODINGS]
         return ClientUpdate(header.server_round, header.client_id, header.seed, header.mask_kind, header.noise,
-                            header.num_examples, masks, dense, compressed)  # fmt: skip
+                            header.num_examples, masks, dense, compressed,
+                            noise_scales={e.name: e.noise_scale for e in mask_entries if e.noise_scale},
+                            update_rms={e.name: e.update_rms for e in mask_entries})  # fmt: skip
     except ValueError as err:  # parse_payload already rules these out; keep the contract anyway
         raise PayloadError(f"payload does not form a valid update: {err}") from err
 
@@ -448,4 +470,6 @@ def _describe_tensor(parsed: ParsedPayload, entry: ManifestEntry) -> dict:
         ones = int(_read_body(parsed, entry).sum()) if entry.numel else 0
         row["ones_fraction"] = ones / entry.numel if entry.numel else 0.0
         row["bits_per_element"] = 8 * entry.size / entry.numel if entry.numel else 0.0
+        row["noise_scale"] = entry.noise_scale
+        row["update_rms"] = entry.update_rms
     return row

@@ -41,6 +41,13 @@ regenerates from the header's seed and noise; the body starts with the CRC-32 of
 contexts. Which coded form a mask may take follows from the header, so the format stays
 canonical: an update over uniform noise sends its masks noise-coded or packed, any other
 update coded or packed.
+
+Version 5 added two float32s to every mask's manifest entry: the magnitude of the noise
+that mask selects from (the header's alpha is the run's base magnitude, which noise
+contexts are measured in; a mask's own scale may differ per tensor and round, see
+``masking/scales.py``) and the RMS of the client's trained update ``u`` for that tensor,
+from which the server sets the next round's scales. A scale must be finite and > 0, or
+0.0 for the header's alpha (a run at one magnitude, the paper's); an RMS finite and >= 0.
 """
 
 from __future__ import annotations
@@ -70,7 +77,7 @@ __all__ = [
 ]
 
 MAGIC = b"FMRN"
-FORMAT_VERSION = 4
+FORMAT_VERSION = 5
 HEADER = struct.Struct("<4sHHQQQBBdQII")
 HEADER_SIZE = HEADER.size  # 58
 CHECKSUM_SIZE = 16
@@ -82,6 +89,7 @@ UINT64_LIMIT = 1 << 64
 NAME_LEN = struct.Struct("<H")
 ENCODING_NDIM = struct.Struct("<BB")
 UINT64 = struct.Struct("<Q")
+MASK_EXTRAS = struct.Struct("<ff")  # a mask entry's noise scale and update RMS
 
 MASK_KIND_CODES = {"binary": 0, "signed": 1, "none": 2}
 NOISE_FAMILY_CODES = {"uniform": 0, "gauss": 1, "bernoulli": 2}
@@ -109,17 +117,19 @@ def extent(shape: Sequence[int]) -> int:
     return math.prod(max(dim, 1) for dim in shape)
 
 
-def entry_size(name: str, ndim: int) -> int:
-    """Bytes of one manifest entry."""
-    return NAME_LEN.size + len(name.encode("utf-8")) + ENCODING_NDIM.size + UINT64.size * (ndim + 1)
+def entry_size(name: str, ndim: int, mask: bool = False) -> int:
+    """Bytes of one manifest entry (a mask's carries its noise scale and update RMS too)."""
+    extras = MASK_EXTRAS.size if mask else 0
+    return NAME_LEN.size + len(name.encode("utf-8")) + ENCODING_NDIM.size + UINT64.size * (ndim + 1) + extras
 
 
-def manifest_size(shapes: Mapping[str, Sequence[int]]) -> int:
-    """Bytes of the manifest describing tensors ``{name: shape}``.
+def manifest_size(shapes: Mapping[str, Sequence[int]], masks: Sequence[str] = ()) -> int:
+    """Bytes of the manifest describing tensors ``{name: shape}``, of which ``masks`` are masks.
 
-    The per-payload overhead is ``HEADER_SIZE + manifest_size(shapes) + CHECKSUM_SIZE``.
+    The per-payload overhead is ``HEADER_SIZE + manifest_size(shapes, masks) + CHECKSUM_SIZE``.
     """
-    return sum(entry_size(name, len(shape)) for name, shape in shapes.items())
+    masked = set(masks)
+    return sum(entry_size(name, len(shape), name in masked) for name, shape in shapes.items())
 
 
 def payload_size(
@@ -143,7 +153,7 @@ def payload_size(
     shapes = {**dict(masks), **{name: shape for name, (shape, _) in dense_encodings.items()}}
     bodies = sum(body_size("mask", shape) for shape in masks.values())
     bodies += sum(body_size(encoding, shape) for shape, encoding in dense_encodings.values())
-    return HEADER_SIZE + manifest_size(shapes) + bodies + CHECKSUM_SIZE
+    return HEADER_SIZE + manifest_size(shapes, list(masks)) + bodies + CHECKSUM_SIZE
 
 
 def dtype_name(dtype: str | torch.dtype) -> str:

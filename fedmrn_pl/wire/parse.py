@@ -25,6 +25,7 @@ from fedmrn_pl.wire.layout import (
     HEADER_SIZE,
     MAGIC,
     MASK_ENCODINGS,
+    MASK_EXTRAS,
     MASK_KIND_CODES,
     MAX_NDIM,
     MAX_NUMEL,
@@ -72,6 +73,8 @@ class ManifestEntry:
     offset: int
     size: int
     deflated: bool = False  # a dense body deflated by byte plane (see ``dense_coding``)
+    noise_scale: float | None = None  # masks: the magnitude of the noise the mask selects from (0.0: header alpha)
+    update_rms: float | None = None  # masks: RMS of the client's trained update for this tensor
 
     @property
     def numel(self) -> int:
@@ -184,7 +187,7 @@ def _parse_header(view: memoryview) -> Header:
 def _parse_manifest(reader: _Reader, count: int, body_start: int) -> tuple[ManifestEntry, ...]:
     """``count`` entries filling the manifest exactly; bodies placed back to back from ``body_start``."""
     entries, previous, offset = [], b"", body_start
-    for index in range(count):  # each entry takes >= 13 bytes, so a huge count fails fast
+    for index in range(count):  # each entry takes >= 12 bytes, so a huge count fails fast
         raw_name, name = _read_name(reader, index, previous)
         flagged_code, ndim = reader.unpack(ENCODING_NDIM, f"tensor {name!r} encoding and ndim")
         encoding_code, deflated = flagged_code & ~DEFLATED, bool(flagged_code & DEFLATED)
@@ -203,7 +206,16 @@ def _parse_manifest(reader: _Reader, count: int, body_start: int) -> tuple[Manif
         if deflated and (encoding in MASK_ENCODINGS or encoding in COMPRESSED_ENCODINGS):
             raise PayloadError(f"tensor {name!r} is a {encoding} marked deflated; only dense bodies can be deflated")
         _check_body_size(name, encoding, shape, size, deflated)
-        entries.append(ManifestEntry(name, encoding, shape, offset, size, deflated))
+        scale = rms = None
+        if encoding in MASK_ENCODINGS:
+            scale, rms = reader.unpack(MASK_EXTRAS, f"tensor {name!r} noise scale and update RMS")
+            if not (math.isfinite(scale) and scale >= 0) or math.copysign(1.0, scale) < 0:
+                raise PayloadError(
+                    f"tensor {name!r} noise scale is {scale!r}, expected a finite number > 0 (or 0.0: the header's alpha)"
+                )
+            if not (math.isfinite(rms) and rms >= 0):
+                raise PayloadError(f"tensor {name!r} update RMS is {rms!r}, expected a finite number >= 0")
+        entries.append(ManifestEntry(name, encoding, shape, offset, size, deflated, scale, rms))
         previous, offset = raw_name, offset + size
     if reader.pos != reader.end:
         raise PayloadError(

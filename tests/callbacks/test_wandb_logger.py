@@ -292,6 +292,6 @@ def test_a_python_api_run_logs_hparams_masking_and_trainer_settings(wandb_env: P
     run = next(of_type(read_records(log), "run"))
     config = {item.key: json.loads(item.value_json) for item in run.config.update if item.key != "_wandb"}
     assert config["module"]["class"].endswith(".SavedLM") and config["module"]["hparams"] == {"hidden": 16, "note": "tied"}
-    assert config["masking"]["kind"] == "binary" and config["masking"]["noise"] == {"family": "uniform", "alpha": 0.01}
+    assert config["masking"]["kind"] == "signed" and config["masking"]["noise"] == {"family": "uniform", "alpha": 0.01}
     assert config["strategy"] == "fedmrn" and config["trainer"]["local_epochs"] == 2
     assert config["trainer"]["metric_keys"]["test/acc"] == "test/acc"

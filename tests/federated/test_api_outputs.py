@@ -33,7 +33,7 @@ def test_output_dir_gets_metrics_json_and_plots(tmp_path, capsys):
     trainer = _trainer(output_dir=tmp_path / "run", callbacks=[ProgressDisplay(interactive=False)])
     history = trainer.fit()
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
-    assert metrics["method"] == "fedmrn-binary" and metrics["rounds"] == 2
+    assert metrics["method"] == "fedmrn-signed" and metrics["rounds"] == 2
     assert metrics["final_test_accuracy"] == pytest.approx(history[-1]["test/acc"])
     assert metrics["uplink_compression"] > 1 and len(metrics["per_round"]) == 2
     assert (tmp_path / "run" / "accuracy_vs_round.png").stat().st_size > 0

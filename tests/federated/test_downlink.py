@@ -210,3 +210,16 @@ def test_fedpm_with_a_per_round_posterior_goes_through_the_masks_downlink(tmp_pa
     assert replicas.checked["messages"] > 0  # clients rebuilt theta from round messages, sha checked each round
     model_bytes = trainer.history[0]["downlink/bytes"] // 3
     assert trainer.summary["downlink_bytes"] < 5 * 3 * model_bytes
+
+
+def test_adaptive_noise_scales_go_through_the_masks_downlink_and_give_the_dense_runs_model(tmp_path):
+    """Per-tensor scales ride in each payload, so replaying the round messages rebuilds the server's model."""
+    adaptive = ("method.mask=signed", "method.noise_scale=adaptive", "train.rounds=4")
+    dense = build_trainer(_config(tmp_path / "dense", *adaptive))
+    dense.fit()
+    replicas = ClientReplicas()
+    masks = build_trainer(_config(tmp_path / "masks", *adaptive, "method.downlink=masks"), callbacks=[replicas])
+    masks.fit()
+    assert replicas.checked["messages"] > 0
+    assert "next_noise_scales" in masks.history[0] and masks.issued_noise_scales
+    assert global_model_sha256(masks.global_state) == global_model_sha256(dense.global_state)

@@ -50,7 +50,8 @@ def _trainer(callbacks=(), module=None, **kwargs):
         ({"seed": 1}, "differs from the seed issued"),
         ({"client_id": 3}, "expected client"),
         ({"server_round": 7}, "round"),
-        ({"mask_kind": "signed"}, "mask kind"),
+        ({"mask_kind": "binary"}, "mask kind"),
+        ({"noise_scales": {"model.features.0.weight": 0.5}}, "noise scales differ from those issued"),
     ],
 )
 def test_a_lying_payload_is_dropped_and_the_round_goes_on(changes, words):

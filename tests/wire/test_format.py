@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import ast
+import dataclasses
 import hashlib
 import math
 import pathlib
+import re
 import struct
 
 import numpy as np
@@ -76,6 +78,9 @@ def reseal(content: bytes) -> bytes:
     return content + hashlib.blake2b(content, digest_size=16).digest()
 
 
+MASK_EXTRAS_DEFAULT = struct.pack("<ff", 0.0, 0.0)
+
+
 def raw_payload(
     entries: list[tuple],
     bodies: list[bytes],
@@ -88,10 +93,16 @@ def raw_payload(
     count: int | None = None,
     manifest_delta: int = 0,
 ) -> bytes:
-    """Hand-build a payload: ``entries`` are ``(name bytes, encoding code, shape, body length)``."""
+    """Hand-build a payload: ``entries`` are ``(name bytes, encoding code, shape, body length[, mask extras])``.
+
+    A mask entry (codes 0, 4, 7) carries its noise scale and update RMS: by default 0.0
+    (the header's alpha) and 0.0, else the given bytes.
+    """
     manifest = b"".join(
         struct.pack("<H", len(name)) + name + struct.pack(f"<BB{len(shape)}QQ", code, len(shape), *shape, size)
-        for name, code, shape, size in entries
+        + (entry[4] if len(entry) > 4 else (MASK_EXTRAS_DEFAULT if code in (0, 4, 7) else b""))
+        for entry in entries
+        for name, code, shape, size in [entry[:4]]
     )
     count = len(entries) if count is None else count
     header = struct.pack(HEADER_FMT, b"FMRN", version, flags, 3, 17, 99, kind, family, alpha, 600, count,
@@ -182,12 +193,13 @@ def test_payload_accepts_a_memoryview():
 def test_payload_size_matches_the_documented_formula_exactly():
     update = make_update()
     names = {**MASK_SHAPES, **DENSE_SHAPES}
-    manifest = sum(2 + len(name) + 1 + 1 + 8 * len(shape) + 8 for name, shape in names.items())
+    manifest = sum(2 + len(name) + 1 + 1 + 8 * len(shape) + 8 + (8 if name in MASK_SHAPES else 0)
+                   for name, shape in names.items())  # fmt: skip
     masks = sum(math.ceil(math.prod(s) / 8) for s in MASK_SHAPES.values())
     dense = sum(4 * math.prod(s) for n, s in DENSE_SHAPES.items() if n != "bn.num_batches_tracked") + 8
     formula = 58 + manifest + masks + dense + 16
     assert len(encode_update(update, dense_encoding="raw")) == formula
-    assert (HEADER_SIZE, CHECKSUM_SIZE, manifest_size(names)) == (58, 16, manifest)
+    assert (HEADER_SIZE, CHECKSUM_SIZE, manifest_size(names, list(MASK_SHAPES))) == (58, 16, manifest)
     dense_specs = {n: (t.shape, t.dtype) for n, t in update.dense.items()}
     assert payload_size(MASK_SHAPES, dense_specs) == formula
 
@@ -410,3 +422,52 @@ def test_big_mask_round_trips(payload):
     update = ClientUpdate(1, 2, 3, "signed", NoiseSpec(), 4, masks={"big": mask})
     assert len(encode_update(update)) == payload_size({"big": (1_000_003,)}, {})
     assert_same_update(decode_update(encode_update(update)), update)
+
+
+# --------------------------------------------------------------------------- per-mask noise scales (version 5)
+
+
+def test_per_mask_noise_scales_and_update_rms_round_trip_bit_for_bit():
+    update = make_update("signed")
+    names = sorted(update.masks)
+    update.noise_scales = {names[0]: float(np.float32(0.0371))}  # the other masks: the header's alpha
+    update.update_rms = {name: float(np.float32(0.5 + i)) for i, name in enumerate(names)}
+    decoded = decode_update(encode_update(update), specs_of(update))
+    assert decoded.noise_scales == update.noise_scales and decoded.update_rms == update.update_rms
+    assert decoded.noise_for(names[0]).alpha == update.noise_scales[names[0]]
+    assert decoded.noise_for(names[1]) == update.noise
+    assert encode_update(decoded) == encode_update(update)
+
+
+def test_a_noise_scale_that_float32_cannot_hold_is_refused_at_encoding():
+    update = make_update("signed")
+    update.noise_scales = {sorted(update.masks)[0]: 0.1}  # 0.1 is no float32 value
+    with pytest.raises(ValueError, match="not a float32 value.*as_wire_scale"):
+        encode_update(update)
+
+
+@pytest.mark.parametrize(
+    "scale, rms, words",
+    [
+        (float("nan"), 0.0, "noise scale is nan"),
+        (float("inf"), 0.0, "noise scale is inf"),
+        (-0.5, 0.0, "noise scale is -0.5"),
+        (-0.0, 0.0, "noise scale is -0.0"),
+        (0.5, float("nan"), "update RMS is nan"),
+        (0.5, -1.0, "update RMS is -1.0"),
+        (0.5, float("inf"), "update RMS is inf"),
+    ],
+)
+def test_a_corrupt_noise_scale_or_update_rms_raises_payload_error(scale, rms, words):
+    extras = struct.pack("<ff", scale, rms)
+    payload = raw_payload([(b"w", 0, (3, 3), 2, extras)], [bytes([0b00001101, 0b00000001])])
+    with pytest.raises(PayloadError, match=re.escape(words)):
+        decode_update(payload)
+
+
+def test_update_rejects_scales_for_tensors_that_are_not_masks():
+    update = make_update("signed")
+    with pytest.raises(ValueError, match="noise_scales names tensors that are not masks"):
+        dataclasses.replace(update, noise_scales={"fc.bias": 0.5})
+    with pytest.raises(ValueError, match="update_rms"):
+        dataclasses.replace(update, update_rms={sorted(update.masks)[0]: -1.0})

@@ -148,5 +148,5 @@ def test_coded_mask_is_a_mask_for_the_servers_manifest():
 def test_version_1_payloads_are_refused_by_version():
     payload = bytearray(encode_update(skewed_update(), mask_encoding="packed"))
     struct.pack_into("<H", payload, 4, 1)
-    with pytest.raises(PayloadError, match="unsupported format version 1; this reader supports 4"):
+    with pytest.raises(PayloadError, match="unsupported format version 1; this reader supports 5"):
         decode_update(bytes(payload))
