@@ -171,13 +171,15 @@ def _format_payload(path: Path, info: dict) -> str:
     ):
         if key in info:
             lines.append(f"  {key:<15} {_printable(str(info[key]))}")
-    lines.append(f"  {'tensor':<40} {'shape':<18} {'encoding':<16} {'numel':>10} {'bytes':>10}  ones")
+    lines.append(f"  {'tensor':<40} {'shape':<18} {'encoding':<16} {'numel':>10} {'bytes':>10}  ones   noise scale")
     for tensor in info["tensors"]:
         ones = f"{tensor['ones_fraction']:.3f}" if tensor.get("ones_fraction") is not None else "-"
+        scale = tensor.get("noise_scale")
+        scale = "-" if scale is None else ("alpha" if scale == 0 else f"{scale:.4g}")
         lines.append(
             f"  {_printable(tensor['name']):<40} {str(tuple(tensor['shape'])):<18} "
             f"{_printable(tensor['encoding']):<16} "
-            f"{tensor['numel']:>10} {tensor['body_bytes']:>10}  {ones}"
+            f"{tensor['numel']:>10} {tensor['body_bytes']:>10}  {ones:<6} {scale}"
         )
     return "\n".join(lines)
 

@@ -244,3 +244,16 @@ def test_inspect_of_an_endless_device_stops_one_byte_past_the_limit(capsys, monk
     assert main(["inspect", "/dev/zero"]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "limit of 5000 bytes" in err
+
+
+def test_inspect_shows_each_masks_noise_scale_of_an_adaptive_run(tmp_path, capsys):
+    out = tmp_path / "adaptive"
+    settings = [*SMALL, "train.rounds=2", "method.mask=signed", "method.noise_scale=adaptive"]
+    assert main(["fit", *settings, f"output_dir={out}", "save_payloads=true"]) == 0
+    issued = json.loads((out / "metrics.json").read_text())["per_round"][0]["next_noise_scales"]
+    capsys.readouterr()
+    second = sorted((out / "payloads").glob("round_0002_*.fmrn"))[0]
+    assert main(["inspect", str(second)]) == 0
+    rows = {line.split()[0]: line.split() for line in capsys.readouterr().out.splitlines()[10:]}
+    for name, scale in issued.items():
+        assert float(rows[name][-1]) == pytest.approx(scale, rel=1e-3)
