@@ -33,7 +33,7 @@ from fedmrn_pl.masking import (
     sample_final_masks,
     set_mask_generator,
     set_mask_probability,
-    update_rms,
+    tensor_rms,
 )
 from fedmrn_pl.messages import FitRequest, FitResult
 from fedmrn_pl.seeding import derive_seed, make_generator
@@ -114,13 +114,13 @@ class ProgressiveMasking(L.Callback):
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """Sample the mask to upload (SM, p = 1, or thresholded) and record mask statistics."""
-        for name, parametrization in masked_parametrizations(pl_module).items():
+        parametrizations = masked_parametrizations(pl_module)
+        for name, parametrization in parametrizations.items():
             if not bool(torch.isfinite(parametrization.update).all()):
                 raise FloatingPointError(f"non-finite values in the trained update of {name!r}")
         # The uploaded mask is drawn on the CPU: the same u gives the same bits on any device.
         self.masks = sample_final_masks(pl_module, make_generator(self.final_seed), self.masking.sampling)
-        parametrizations = masked_parametrizations(pl_module)
-        self.update_rms = {name: update_rms(p.update) for name, p in parametrizations.items()}
+        self.update_rms = {name: tensor_rms(p.update) for name, p in parametrizations.items()}
         self.stats = _mask_stats(parametrizations, self.masks)
 
     def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:

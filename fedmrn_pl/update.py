@@ -97,14 +97,13 @@ class ClientUpdate:
         overlap = set(self.compressed) & (set(self.masks) | set(self.dense))
         if overlap:
             raise ValueError(f"compressed tensors cannot also be masks or dense: {sorted(overlap)}")
-        for label, values, valid in (
-            ("noise_scales", self.noise_scales, "a finite number > 0"),
-            ("update_rms", self.update_rms, "a finite number >= 0"),
+        for label, values, in_range, valid in (
+            ("noise_scales", self.noise_scales, lambda v: v > 0, "a finite number > 0"),
+            ("update_rms", self.update_rms, lambda v: v >= 0, "a finite number >= 0"),
         ):
             stray = sorted(set(values) - set(self.masks))
             if stray:
                 raise ValueError(f"{label} names tensors that are not masks: {stray}")
             for name, value in values.items():
-                low_ok = value > 0 if label == "noise_scales" else value >= 0
-                if not (isinstance(value, (int, float)) and math.isfinite(value) and low_ok):
+                if not (isinstance(value, (int, float)) and math.isfinite(value) and in_range(value)):
                     raise ValueError(f"{label}[{name!r}] = {value!r} is not valid; expected {valid}")

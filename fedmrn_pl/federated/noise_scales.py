@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from fedmrn_pl.federated.aggregate import example_weights
-from fedmrn_pl.masking import MaskingConfig, NoiseScale, next_noise_scales, update_rms
+from fedmrn_pl.masking import MaskingConfig, NoiseScale, next_noise_scales, tensor_rms
 from fedmrn_pl.update import ClientUpdate
 
 __all__ = ["NEXT_SCALES_KEY", "NoiseScaleWatch", "issued_noise_scales", "relative_update", "scale_metrics"]
@@ -28,12 +28,9 @@ CLIPPED_WARNING_FRACTION = 0.5  # more masked elements than this capped by the n
 
 def issued_noise_scales(masking: MaskingConfig | None, history: Sequence[Mapping[str, Any]]) -> dict[str, float]:
     """The per-tensor noise scales for the next round ({}: every tensor at ``masking.noise.alpha``)."""
-    if masking is None or masking.noise_scale is NoiseScale.absolute:
-        return {}
-    for record in reversed(history):
-        if NEXT_SCALES_KEY in record:
-            return {str(name): float(scale) for name, scale in record[NEXT_SCALES_KEY].items()}
-    return {}
+    if masking is None or masking.noise_scale is NoiseScale.absolute or not history:
+        return {}  # every adaptive round records the next scales, so the last round holds them
+    return {str(name): float(scale) for name, scale in history[-1].get(NEXT_SCALES_KEY, {}).items()}
 
 
 @torch.no_grad()
@@ -63,7 +60,7 @@ def scale_metrics(
         weights = example_weights(updates) if updates else []
         # Never far above the weight itself (alpha stands in for a zero tensor such as LoRA's B):
         # a large optimizer step must not turn every weight into noise.
-        caps = {n: masking.scale_cap * max(update_rms(current[n]), masking.noise.alpha) for n in masked_names}
+        caps = {n: masking.scale_cap * max(tensor_rms(current[n]), masking.noise.alpha) for n in masked_names}
         metrics[NEXT_SCALES_KEY] = next_noise_scales(reports, weights, masking.scale_factor, previous=issued, caps=caps)
     return metrics
 

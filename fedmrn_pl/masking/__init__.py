@@ -25,7 +25,7 @@ from fedmrn_pl.masking.parametrization import (
     set_mask_probability,
 )
 from fedmrn_pl.masking.reconstruct import mask_to_values, reconstruct_delta
-from fedmrn_pl.masking.scales import MAX_NOISE_SCALE, NoiseScale, as_wire_scale, next_noise_scales, update_rms
+from fedmrn_pl.masking.scales import MAX_NOISE_SCALE, NoiseScale, as_wire_scale, next_noise_scales, tensor_rms
 from fedmrn_pl.masking.selection import ParameterSelector
 
 __all__ = [
@@ -57,6 +57,6 @@ __all__ = [
     "set_mask_generator",
     "set_mask_probability",
     "stochastic_mask",
+    "tensor_rms",
     "threshold_mask",
-    "update_rms",
 ]

@@ -24,7 +24,7 @@ import torch
 
 from fedmrn_pl.choices import Choice
 
-__all__ = ["MAX_NOISE_SCALE", "MIN_NOISE_SCALE", "NoiseScale", "as_wire_scale", "next_noise_scales", "update_rms"]
+__all__ = ["MAX_NOISE_SCALE", "MIN_NOISE_SCALE", "NoiseScale", "as_wire_scale", "next_noise_scales", "tensor_rms"]
 
 MIN_NOISE_SCALE = 1e-8  # the noise's own floor (``MIN_NOISE_MAGNITUDE``): below it every |n| is the same
 MAX_NOISE_SCALE = 1e4  # far above any weight step; keeps a runaway report from producing inf noise
@@ -44,11 +44,11 @@ def as_wire_scale(value: float) -> float:
 
 
 @torch.no_grad()
-def update_rms(update: torch.Tensor) -> float:
-    """Root mean square of a trained update ``u``, computed on the CPU in float64 (0.0 for an empty tensor)."""
-    if update.numel() == 0:
+def tensor_rms(tensor: torch.Tensor) -> float:
+    """Root mean square of a tensor (a trained update ``u``, a weight), on the CPU in float64 (0.0 if empty)."""
+    if tensor.numel() == 0:
         return 0.0
-    value = update.detach().to("cpu", torch.float64).square().mean().sqrt().item()
+    value = tensor.detach().to("cpu", torch.float64).square().mean().sqrt().item()
     return value if math.isfinite(value) else 0.0
 
 

@@ -187,7 +187,7 @@ def _parse_header(view: memoryview) -> Header:
 def _parse_manifest(reader: _Reader, count: int, body_start: int) -> tuple[ManifestEntry, ...]:
     """``count`` entries filling the manifest exactly; bodies placed back to back from ``body_start``."""
     entries, previous, offset = [], b"", body_start
-    for index in range(count):  # each entry takes >= 12 bytes, so a huge count fails fast
+    for index in range(count):  # each entry takes >= 13 bytes, so a huge count fails fast
         raw_name, name = _read_name(reader, index, previous)
         flagged_code, ndim = reader.unpack(ENCODING_NDIM, f"tensor {name!r} encoding and ndim")
         encoding_code, deflated = flagged_code & ~DEFLATED, bool(flagged_code & DEFLATED)

@@ -9,7 +9,7 @@ import torch
 
 from fedmrn_pl import ClassificationTask, FederatedDataModule, FederatedTrainer, FedMRN, MaskingConfig, NoiseSpec, build_model
 from fedmrn_pl.callbacks import FederatedCallback
-from fedmrn_pl.masking import MAX_NOISE_SCALE, as_wire_scale, next_noise_scales, update_rms
+from fedmrn_pl.masking import MAX_NOISE_SCALE, as_wire_scale, next_noise_scales, tensor_rms
 from fedmrn_pl.wire import decode_update
 
 
@@ -31,7 +31,7 @@ def test_scales_stay_in_range_and_bad_factors_are_refused():
         MaskingConfig(scale_cap=float("nan"))
     with pytest.raises(ValueError, match="noise scale 'relative' is not valid; choose one of"):
         MaskingConfig(noise_scale="relative")
-    assert update_rms(torch.tensor([3.0, -4.0])) == pytest.approx(math.sqrt(12.5))
+    assert tensor_rms(torch.tensor([3.0, -4.0])) == pytest.approx(math.sqrt(12.5))
 
 
 class Payloads(FederatedCallback):
