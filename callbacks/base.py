@@ -17,6 +17,7 @@ import torch
 
 from fedmrn_pl.masking.config import MaskingConfig
 from fedmrn_pl.messages import FitRequest, FitResult
+from fedmrn_pl.monitor import Monitor
 from fedmrn_pl.wire import TensorSpec
 
 __all__ = ["FederatedCallback", "FederatedRun"]
@@ -31,6 +32,9 @@ class FederatedRun(Protocol):
     history: list[dict[str, Any]]  # per-round metrics so far
     global_state: dict[str, torch.Tensor]  # the current global model
     summary: dict[str, Any] | None  # the run's figures, set when the last round is done
+    monitor: Monitor  # the metric the run is judged by, and which way is better
+    label: str  # the run's name in summaries and plots
+    elapsed_seconds: float  # wall time of the completed rounds, over resumes too
 
     masking: MaskingConfig | None  # the run's masking settings (None: dense updates)
     expected_manifest: dict[str, TensorSpec]  # every tensor a payload must carry, and how

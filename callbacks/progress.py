@@ -1,8 +1,9 @@
 """Progress display: tqdm bars on a terminal, one plain line per round elsewhere.
 
-Interactive terminals get a bar over rounds (postfix: test accuracy and cumulative
-uplink) and a transient bar over the round's clients. Logs, CI and pipes get no bars,
-only one line per round, so a run's output stays readable as a file.
+Interactive terminals get a bar over rounds (postfix: the monitored metric, test accuracy
+unless the run says otherwise, and cumulative uplink) and a transient bar over the round's
+clients. Logs, CI and pipes get no bars, only one line per round, so a run's output stays
+readable as a file.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 from tqdm import tqdm
 
 from fedmrn_pl.messages import FitResult
+from fedmrn_pl.monitor import Monitor
 
 from .base import FederatedCallback, FederatedRun
 
@@ -28,20 +30,35 @@ def is_interactive() -> bool:
     return bool(isatty and isatty()) and not os.environ.get("CI")
 
 
-def format_round(metrics: Mapping[str, Any], rounds: int, history: Sequence[Mapping[str, Any]]) -> str:
+_SHORT_NAMES = {"test/acc": "acc", "test/loss": "loss"}  # standard keys by their short names in the line
+
+
+def format_round(
+    metrics: Mapping[str, Any], rounds: int, history: Sequence[Mapping[str, Any]], monitor: Monitor | None = None
+) -> str:
     """The one-line summary of a round, e.g. ``round 3/10  acc 0.9312  loss 0.2311  uplink ...``.
+
+    The monitored metric comes first, by its own name (``test_mse 0.0123``); then the test
+    loss and, when the round has one, the test accuracy, unless the monitor is already that.
 
     Args:
         metrics: the round's metrics (as passed to ``on_round_end``).
         rounds: the run's total number of rounds.
         history: the run's per-round metrics so far, used for the cumulative compression.
+        monitor: the metric the run is judged by; default test accuracy.
     """
+    monitor = monitor or Monitor()
     uplink = sum(r.get("uplink/bytes", 0) for r in history)
     dense = sum(r.get("uplink/dense_bytes", 0) for r in history)
     compression = f"{dense / uplink:.1f}x" if uplink else "-"
+    figures = [f"{_short_name(monitor)} {_fixed(metrics.get(monitor.key))}"]
+    for key in ("test/acc", "test/loss"):
+        # A missing loss shows as "-" (it is expected of every module); accuracy only when logged.
+        if monitor.standard_key != key and (key == "test/loss" or key in metrics):
+            figures.append(f"{_SHORT_NAMES[key]} {_fixed(metrics.get(key))}")
     return (
         f"round {metrics['round']}/{rounds}  "
-        f"acc {_fixed(metrics.get('test/acc'))}  loss {_fixed(metrics.get('test/loss'))}  "
+        f"{'  '.join(figures)}  "
         f"uplink {metrics.get('uplink/bytes', 0) / 1e6:.2f} MB "
         f"(cum {metrics.get('uplink/cumulative_bytes', 0) / 1e6:.2f} MB, {compression})  "
         f"dropped {len(metrics.get('dropped_clients', ()))}  "
@@ -108,12 +125,15 @@ class ProgressDisplay(FederatedCallback):
         if not self.enabled:
             return
         if self._rounds_bar is None:
-            print(format_round(metrics, trainer.rounds, trainer.history), flush=True)
+            print(format_round(metrics, trainer.rounds, trainer.history, trainer.monitor), flush=True)
             return
         self._close_clients()
+        monitor = trainer.monitor
         self._rounds_bar.set_postfix(
-            acc=_fixed(metrics.get("test/acc")),
-            uplink=f"{metrics.get('uplink/cumulative_bytes', 0) / 1e6:.2f} MB",
+            {
+                _short_name(monitor): _fixed(metrics.get(monitor.key)),
+                "uplink": f"{metrics.get('uplink/cumulative_bytes', 0) / 1e6:.2f} MB",
+            },
             refresh=False,
         )
         self._rounds_bar.update(1)
@@ -136,6 +156,11 @@ class ProgressDisplay(FederatedCallback):
         if self._rounds_bar is not None:
             self._rounds_bar.close()
             self._rounds_bar = None
+
+
+def _short_name(monitor: Monitor) -> str:
+    """``acc`` and ``loss`` for the standard test keys, else the monitored key itself."""
+    return _SHORT_NAMES.get(monitor.key, monitor.key)
 
 
 def _fixed(value: Any) -> str:

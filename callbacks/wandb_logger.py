@@ -169,7 +169,8 @@ class WandbLogger(FederatedCallback):
 
         path = self.dir / MODEL_NAME
         torch.save({name: tensor.detach().cpu() for name, tensor in trainer.global_state.items()}, path)
-        metadata = {key: summary.get(key) for key in ("method", "rounds", "final_test_accuracy", "global_model_sha256")}
+        keys = ("method", "rounds", "final_test_accuracy", "monitor", "best_value", "global_model_sha256")
+        metadata = {key: summary.get(key) for key in keys}
         artifact = wandb.Artifact(f"model-{self.run.id}", type="model", metadata=metadata)
         artifact.add_file(str(path), name=MODEL_NAME)
         return artifact
@@ -191,11 +192,19 @@ def _quiet_settings(wandb: Any, mode: str | None) -> Any:
     return wandb.Settings(silent=True) if offline else wandb.Settings(quiet=True)
 
 
+# Round bookkeeping logged under grouped names below (counts, a 0/1 flag); the client lists are not numbers.
+_RENAMED = ("accepted_clients", "dropped_clients", "kept_previous_model", "clients")
+
+
 def round_scalars(metrics: Mapping[str, Any]) -> dict[str, float | int]:
-    """The loggable numbers of a round: grouped metrics, client counts and the round."""
+    """The loggable numbers of a round: every finite number in it, client counts and the round.
+
+    The module's own keys go as logged, ``test_mse`` as well as ``test/acc``.
+    """
     scalars: dict[str, float | int] = {"round": int(metrics["round"])}
     for key, value in metrics.items():
-        if "/" in key and isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if key not in _RENAMED and number and math.isfinite(value):
             scalars[key] = value
     scalars["clients/accepted"] = int(metrics.get("accepted_clients", 0))
     scalars["clients/dropped"] = len(metrics.get("dropped_clients", ()))

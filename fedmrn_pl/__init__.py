@@ -5,8 +5,10 @@ The public API, kept small:
 * ``FederatedTrainer`` runs rounds over any LightningModule; ``FedMRN`` and ``FedAvg``
   are its aggregation strategies; ``MaskingConfig`` says how clients mask.
 * ``FederatedDataModule`` partitions a dataset among clients (``FederatedDataset.from_datasets``
-  wraps your own; ``FederatedDataModule.from_client_datasets`` keeps a natural split); ``build_model`` gives the
-  paper's CNN4/CNN8/MLP; ``ClassificationTask`` wraps a model as a LightningModule.
+  wraps your own; ``FederatedDataModule.from_client_datasets`` keeps a natural split; ``from_datamodule``
+  takes a plain LightningDataModule); ``build_model`` gives the paper's CNN4/CNN8/MLP;
+  ``ClassificationTask`` wraps a model as a LightningModule.
+* ``EvaluationError``: the server's evaluation failed; the run stopped after saving its completed rounds.
 * ``apply_masked_noise`` / ``remove_masked_noise`` put masked noise on any module.
 * ``encode_update`` / ``decode_update`` are the wire format; ``PayloadError`` its one error.
 * ``load_config`` / ``run_experiment`` drive runs from OmegaConf YAML.
@@ -24,6 +26,7 @@ _EXPORTS = {
     "ClassificationTask": "fedmrn_pl.task",
     "ClientUpdate": "fedmrn_pl.update",
     "ConfigError": "fedmrn_pl.config",
+    "EvaluationError": "fedmrn_pl.federated",
     "FedAvg": "fedmrn_pl.federated",
     "FedMRN": "fedmrn_pl.federated",
     "FederatedDataModule": "fedmrn_pl.data",
@@ -51,7 +54,7 @@ if TYPE_CHECKING:
     from fedmrn_pl.config import ConfigError, load_config
     from fedmrn_pl.data import FederatedDataModule, FederatedDataset, load_dataset
     from fedmrn_pl.experiment import build_trainer, run_experiment
-    from fedmrn_pl.federated import FedAvg, FederatedTrainer, FedMRN, Strategy
+    from fedmrn_pl.federated import EvaluationError, FedAvg, FederatedTrainer, FedMRN, Strategy
     from fedmrn_pl.masking import MaskingConfig, ParameterSelector, apply_masked_noise, remove_masked_noise
     from fedmrn_pl.messages import FitRequest, FitResult
     from fedmrn_pl.models import build_model
@@ -78,6 +81,7 @@ __all__ = [
     "ClassificationTask",
     "ClientUpdate",
     "ConfigError",
+    "EvaluationError",
     "FedAvg",
     "FedMRN",
     "FederatedDataModule",

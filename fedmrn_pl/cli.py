@@ -9,11 +9,14 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shlex
 import stat
 import sys
 from pathlib import Path
 
 __all__ = ["main"]
+
+OVERRIDES_ENV = "FEDMRN_PL_OVERRIDES"  # extra key=value overrides for fit/compare, beneath the command line's
 
 
 class _ConsoleHandler(logging.Handler):
@@ -40,6 +43,7 @@ def _fit(args: argparse.Namespace) -> int:
     from fedmrn_pl.config import ConfigError, load_config
     from fedmrn_pl.experiment import run_experiment
     from fedmrn_pl.federated.distributed import DistributedError
+    from fedmrn_pl.federated.evaluation import EvaluationError
 
     overrides = list(args.overrides)
     config_path = args.config
@@ -65,11 +69,14 @@ def _fit(args: argparse.Namespace) -> int:
     except DistributedError as error:  # a peer rank died or hung: the last checkpoint is still valid
         print(f"error: {_printable(str(error))}", file=sys.stderr)
         return 1
+    except EvaluationError as error:  # the module's own test/validation step failed; earlier rounds are saved
+        saved = f"; the rounds before it are saved in {config.output_dir}" if (error.server_round or 0) > 1 else ""
+        print(f"error: {_printable(str(error))}{_printable(saved)}", file=sys.stderr)
+        return 1
     if not leader:
         return 0
     print(
-        f"{summary['method']}: final test accuracy {_number(summary['final_test_accuracy'], '.4f')} "
-        f"(best {_number(summary['best_test_accuracy'], '.4f')}) after {summary['rounds']} rounds; "
+        f"{summary['method']}: {_result(summary)} after {summary['rounds']} rounds; "
         f"uplink {summary['uplink_bytes'] / 1e6:.3f} MB vs {summary['dense_uplink_bytes'] / 1e6:.3f} MB dense float32"
         f"{_compression(summary['uplink_compression'])}"
     )
@@ -101,6 +108,26 @@ def _compare(args: argparse.Namespace) -> int:
 def _number(value: float | None, spec: str) -> str:
     """Format a figure that may be missing (no test metric logged, nothing uploaded)."""
     return "-" if value is None else format(value, spec)
+
+
+def _result(summary: dict) -> str:
+    """The final and best value of the metric the run is judged by, by its name; accuracy runs as they always read."""
+    from fedmrn_pl.monitor import Monitor
+
+    monitor = Monitor.of_summary(summary)
+    if monitor == Monitor():
+        return (
+            f"final test accuracy {_number(summary['final_test_accuracy'], '.4f')} "
+            f"(best {_number(summary['best_test_accuracy'], '.4f')})"
+        )
+    best = _number(summary.get("best_value"), ".4f")
+    where = f" in round {summary['best_round']}" if summary.get("best_round") is not None else ""
+    accuracy = summary.get("final_test_accuracy")
+    also = f", test accuracy {accuracy:.4f}" if accuracy is not None and monitor.standard_key != "test/acc" else ""
+    return (
+        f"final {monitor.label} {_number(summary.get('final_value'), '.4f')} "
+        f"(best {best}{where}, {monitor.better}){also}"
+    )
 
 
 def _compression(ratio: float | None) -> str:
@@ -233,7 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.set_defaults(handler=_inspect)
     plot = commands.add_parser(
         "plot",
-        help="plot test accuracy per round and vs. uplink bytes",
+        help="plot the monitored metric (test accuracy unless the run says otherwise) per round and vs. uplink bytes",
         description="Plot the metrics.json of one or more runs: accuracy_vs_round.png and accuracy_vs_uplink.png.",
     )
     plot.add_argument("run_dirs", nargs="+", metavar="DIR", help="run directories holding a metrics.json")
@@ -255,6 +282,8 @@ def main(argv: list[str] | None = None) -> int:
         args.overrides = [*args.overrides, *extra]  # overrides on both sides of --config/--resume
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    if args.command in ("fit", "compare") and os.environ.get(OVERRIDES_ENV):
+        args.overrides = [*shlex.split(os.environ[OVERRIDES_ENV]), *args.overrides]  # the command line's own win
     return args.handler(args)
 
 

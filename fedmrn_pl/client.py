@@ -41,7 +41,15 @@ from fedmrn_pl.state import load_module_state, uploaded_state
 from fedmrn_pl.trainer_kwargs import client_loggers
 from fedmrn_pl.update import DENSE_KIND, ClientUpdate, NoiseSpec
 
-__all__ = ["ClientData", "ClientTimeout", "FederatedClient", "ProgressiveMasking", "local_trainer", "quiet_lightning"]
+__all__ = [
+    "ClientData",
+    "ClientTimeout",
+    "FederatedClient",
+    "ProgressiveMasking",
+    "check_client_data",
+    "local_trainer",
+    "quiet_lightning",
+]
 
 
 class ClientData(Protocol):
@@ -54,6 +62,32 @@ class ClientData(Protocol):
     def client_dataloader(self, client_id: int, server_round: int, batch_size: int) -> DataLoader: ...
 
     def test_dataloader(self) -> DataLoader: ...
+
+
+_CLIENT_DATA_MEMBERS = ("num_clients", "client_num_examples", "client_dataloader", "test_dataloader")
+
+
+def check_client_data(data: object) -> None:
+    """Refuse data that is not ``ClientData`` at once, in one line that says what to pass.
+
+    Raises:
+        TypeError: a plain ``LightningDataModule`` (which does not say which samples each client
+            holds), or another object lacking members of ``ClientData``.
+    """
+    missing = [name for name in _CLIENT_DATA_MEMBERS if not hasattr(data, name)]
+    if not missing:
+        return
+    kind = type(data).__name__
+    if isinstance(data, L.LightningDataModule):
+        raise TypeError(
+            f"data: {kind} is a plain LightningDataModule, which does not say which samples each client holds; "
+            f"pass FederatedDataModule.from_datamodule(datamodule, num_clients=N) (an iid split of its training set, "
+            f"or its own split when train_dataloader() returns one loader per client)"
+        )
+    raise TypeError(
+        f"data: {kind} lacks {missing}; pass a FederatedDataModule (from_datasets, from_client_datasets, "
+        f"from_datamodule) or an object with {list(_CLIENT_DATA_MEMBERS)} (ClientData)"
+    )
 
 
 class ProgressiveMasking(L.Callback):
@@ -171,7 +205,11 @@ _QUIET_LOGGERS = (
     "lightning.pytorch.accelerators.cuda",
     "lightning.fabric.utilities.rank_zero",
 )
-_QUIET_WARNINGS = (r".*isinstance\(treespec, LeafSpec\)", r".*does not have many workers")
+_QUIET_WARNINGS = (
+    r".*isinstance\(treespec, LeafSpec\)",
+    r".*does not have many workers",
+    r".*defined a `validation_step` but have no `val_dataloader`",  # client fits never validate, by design
+)
 
 
 @contextlib.contextmanager

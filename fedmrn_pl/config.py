@@ -29,6 +29,7 @@ from fedmrn_pl.methods.fedpm_settings import FedPMEstimate, FedPMOptimizer, FedP
 from fedmrn_pl.methods.functional import QuantNorm
 from fedmrn_pl.models.initialization import InitScheme
 from fedmrn_pl.models.registry import ModelName
+from fedmrn_pl.monitor import STANDARD_MODES, MonitorMode
 from fedmrn_pl.update import DenseDtype, MaskKind, NoiseFamily
 from fedmrn_pl.wire.format import DenseEncoding, MaskEncoding
 
@@ -124,6 +125,8 @@ class TrainConfig:
     threads: int | None = 1  # torch intra-op threads per process; CPU sums depend on it (null: torch's default)
     dist_timeout: float = 1800.0  # seconds a rank waits for its peers under torchrun before failing
     client_timeout: float | None = None  # seconds a client's local fit may take; slower ones are dropped
+    monitor: str = "test/acc"  # the metric the run is judged by: test/acc, test/loss or train/loss
+    monitor_mode: MonitorMode | None = None  # max: higher is better; null: max for accuracy, min for losses
 
 
 @dataclass
@@ -307,6 +310,11 @@ def validate(config: DictConfig) -> None:
         raise ConfigError(f"train.dist_timeout={config.train.dist_timeout} is not valid; it must be > 0 seconds")
     if config.checkpoint_every < 0:
         raise ConfigError("checkpoint_every must be >= 0 (0 disables checkpoints)")
+    if config.train.monitor not in STANDARD_MODES:  # what the built-in task logs
+        raise ConfigError(
+            f"train.monitor={config.train.monitor!r} is not valid; choose one of {list(STANDARD_MODES)} "
+            "(what the built-in task logs)"
+        )
 
 
 def _explain(error: OmegaConfBaseException, schema: DictConfig) -> str:

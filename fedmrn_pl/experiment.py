@@ -136,6 +136,8 @@ def build_trainer(
         threads=train.threads,
         timeout_seconds=train.dist_timeout,
         client_timeout=train.client_timeout,
+        monitor=train.monitor,
+        monitor_mode=train.monitor_mode,
         downlink=config.method.downlink,
         dense_sync_every=config.method.dense_sync_every,
     )
@@ -151,6 +153,8 @@ _RESUMABLE_KEYS = (
     "wandb",
     "train.rounds",
     "train.dist_timeout",
+    "train.monitor",  # how the run is judged, not how it trains
+    "train.monitor_mode",
 )
 
 

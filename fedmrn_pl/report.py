@@ -11,6 +11,8 @@ from typing import Any
 
 import torch
 
+from fedmrn_pl.monitor import Monitor
+
 __all__ = ["METRICS_NAME", "global_model_sha256", "run_summary", "sample_weighted_mean", "state_bytes", "write_metrics_json"]
 
 METRICS_NAME = "metrics.json"  # the run summary in a run directory
@@ -54,17 +56,31 @@ def run_summary(
     global_state: Mapping[str, torch.Tensor],
     wall_seconds: float,
     extra: Mapping[str, Any] | None = None,
+    monitor: Monitor | None = None,
 ) -> dict[str, Any]:
-    """The metrics.json content: totals over the run plus the per-round list."""
+    """The metrics.json content: totals over the run plus the per-round list.
+
+    ``monitor`` (default: test accuracy, higher is better) names the metric whose ``final_value``,
+    ``best_value`` and ``best_round`` the summary gives, and which way is better.
+    """
+    monitor = monitor or Monitor()
     accuracies = [r["test/acc"] for r in history if "test/acc" in r]
+    best = monitor.best(history)
+    # Accuracy is higher-is-better unless it is the monitored metric with the user's own mode.
+    best_accuracy = (monitor if monitor.standard_key == "test/acc" else Monitor()).best(history)
     uplink = sum(r["uplink/bytes"] for r in history)
     dense = sum(r["uplink/dense_bytes"] for r in history)
     summary = {
         "method": method,
         "rounds": len(history),
         "final_test_accuracy": accuracies[-1] if accuracies else None,
-        "best_test_accuracy": max(accuracies) if accuracies else None,
+        "best_test_accuracy": best_accuracy[1] if best_accuracy else None,
         "final_test_loss": history[-1].get("test/loss") if history else None,
+        "monitor": monitor.key,  # the metric the run is judged by
+        "monitor_mode": str(monitor.mode),  # max: higher is better; min: lower is better
+        "final_value": history[-1].get(monitor.key) if history else None,
+        "best_value": best[1] if best else None,
+        "best_round": best[0] if best else None,
         "uplink_bytes": uplink,
         "dense_uplink_bytes": dense,
         "uplink_compression": dense / uplink if uplink else None,

@@ -257,3 +257,53 @@ def test_inspect_shows_each_masks_noise_scale_of_an_adaptive_run(tmp_path, capsy
     rows = {line.split()[0]: line.split() for line in capsys.readouterr().out.splitlines()[10:]}
     for name, scale in issued.items():
         assert float(rows[name][-1]) == pytest.approx(scale, rel=1e-3)
+
+
+def test_a_failing_evaluation_is_one_line_exit_1_after_saving_the_completed_rounds(tmp_path, capsys, monkeypatch):
+    from fedmrn_pl.task import ClassificationTask
+
+    evaluations = []
+    test_step = ClassificationTask.test_step
+
+    def fails_in_round_2(self, batch, batch_idx):
+        evaluations.extend([1] if batch_idx == 0 else [])
+        if len(evaluations) == 2:
+            raise RuntimeError("CUDA error: device-side assert triggered")
+        return test_step(self, batch, batch_idx)
+
+    monkeypatch.setattr(ClassificationTask, "test_step", fails_in_round_2)
+    out = tmp_path / "run"
+    assert main(["fit", *SMALL, "train.rounds=3", f"output_dir={out}"]) == 1
+    errors = capsys.readouterr().err
+    assert "Traceback" not in errors
+    assert [line for line in errors.splitlines() if line.startswith("error:")] == [
+        "error: round 2: evaluating the global model with ClassificationTask.test_step failed: RuntimeError: "
+        f"CUDA error: device-side assert triggered; the rounds before it are saved in {out}"
+    ]
+    assert json.loads((out / "metrics.json").read_text())["rounds"] == 1
+    assert (out / "checkpoint.pt").is_file()
+
+
+def test_a_run_judged_by_another_metric_prints_it_by_its_name(tmp_path, capsys, monkeypatch):
+    import fedmrn_pl.experiment
+
+    summary = {
+        "method": "fedavg", "final_test_accuracy": None, "best_test_accuracy": None, "rounds": 3,
+        "monitor": "test_mse", "monitor_mode": "min", "final_value": 0.0301, "best_value": 0.0123, "best_round": 2,
+        "uplink_bytes": 10, "dense_uplink_bytes": 320, "uplink_compression": 32.0, "dropped_clients": 0,
+    }  # fmt: skip
+    monkeypatch.setattr(fedmrn_pl.experiment, "run_experiment", lambda config: summary)
+    assert main(["fit", *SMALL, f"output_dir={tmp_path}"]) == 0
+    printed = capsys.readouterr().out
+    assert "fedavg: final test_mse 0.0301 (best 0.0123 in round 2, lower is better) after 3 rounds;" in printed
+    assert "accuracy" not in printed
+
+
+def test_fit_judged_by_the_test_loss(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["fit", *SMALL, "train.monitor=test/loss", f"output_dir={out}"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert (metrics["monitor"], metrics["monitor_mode"], metrics["best_round"]) == ("test/loss", "min", 1)
+    printed = capsys.readouterr().out
+    loss, accuracy = metrics["per_round"][0]["test/loss"], metrics["final_test_accuracy"]
+    assert f"final test loss {loss:.4f} (best {loss:.4f} in round 1, lower is better), test accuracy {accuracy:.4f}" in printed

@@ -61,3 +61,11 @@ def test_run_records_keep_interpolations_as_written(monkeypatch):
     assert config.data.root == "/secret/place"  # the run uses the value
     assert to_container(config, resolve=False)["data"]["root"] == "${oc.env:FEDMRN_TEST_ROOT}"  # records do not
     assert "/secret/place" not in OmegaConf.to_yaml(config)
+
+
+def test_the_monitor_is_one_of_the_built_in_tasks_keys_and_its_mode_max_or_min():
+    assert load_config(None, ["train.monitor=test/loss"]).train.monitor_mode is None  # min, from the key
+    with pytest.raises(ConfigError, match=r"^train.monitor='test_mse' is not valid; choose one of \['train/loss', 'test/acc', 'test/loss'\]"):
+        load_config(None, ["train.monitor=test_mse"])
+    with pytest.raises(ConfigError, match=r"train.monitor_mode: Invalid value 'lower', expected one of \[max, min\]"):
+        load_config(None, ["train.monitor_mode=lower"])

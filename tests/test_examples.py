@@ -40,3 +40,19 @@ def test_an_example_runs_as_a_script(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(sys, "argv", ["tied_lm", "--tiny", "--output-dir", str(tmp_path)])
     runpy.run_path(str(Path(tied_lm.__file__)), run_name="__main__")
     assert "uplink" in capsys.readouterr().out and (tmp_path / "metrics.json").is_file()
+
+
+def test_peft_lora_with_a_task_type_trains_adapters_and_head_without_an_exclude_pattern(tmp_path):
+    import pytest
+
+    pytest.importorskip("peft")  # the zoo extra; .ci/run installs it
+    from examples import peft_lora
+
+    summary, trainer = peft_lora.main(tiny=True, output_dir=tmp_path)
+    masked = trainer.masked_names
+    assert len(masked) == 9 and sum("lora_" in name for name in masked) == 8
+    assert any(name.endswith("classifier.modules_to_save.default.weight") for name in masked)
+    assert all(not any(r["dropped_clients"]) for r in summary["per_round"])  # every client's update was accepted
+    assert _outputs(tmp_path)["rounds"] == 2
+    state = trainer.module.state_dict()
+    assert set(state) == set(trainer.global_state) and not any("parametrizations" in name for name in state)

@@ -97,3 +97,10 @@ def test_the_digits_mlp_preset_learns_with_its_default_init(tmp_path):
     )
     assert config.model.init is None
     assert run_experiment(config)["final_test_accuracy"] > 0.3
+
+
+def test_a_resumed_run_may_be_judged_by_another_metric():
+    from fedmrn_pl.experiment import run_fingerprint
+
+    judged = load_config(None, [*SMALL, "train.monitor=test/loss", "train.monitor_mode=min"])
+    assert run_fingerprint(judged) == run_fingerprint(load_config(None, SMALL))

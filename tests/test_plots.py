@@ -9,6 +9,7 @@ import pytest
 from matplotlib.image import imread
 
 from fedmrn_pl import plots
+from fedmrn_pl.monitor import Monitor
 from fedmrn_pl.plots import PLOT_NAMES, load_run, plot_histories, plot_runs
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -78,7 +79,7 @@ def test_lines_are_labelled_by_method_and_by_directory_when_methods_collide(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     seen: list[list[str]] = []
-    monkeypatch.setattr(plots, "plot_histories", lambda runs, out_dir: seen.append([label for label, _ in runs]) or [])
+    monkeypatch.setattr(plots, "plot_histories", lambda runs, out_dir, monitor=None: seen.append([label for label, _ in runs]) or [])
     first = write_run(tmp_path / "seed0", "fedmrn-binary", [0.5], 100)
     second = write_run(tmp_path / "seed1", "fedmrn-binary", [0.6], 100)
     dense = write_run(tmp_path / "dense", "fedavg", [0.7], 1000)
@@ -90,6 +91,48 @@ def test_plot_histories_takes_live_histories(tmp_path: Path) -> None:
     _, history = load_run(write_run(tmp_path / "run", "fedavg", [0.4, 0.6], 1000))
     paths = plot_histories([("live", history)], tmp_path / "live")
     assert all(path.is_file() for path in paths)
+
+
+def write_regression_run(run_dir: Path, mse: list[float]) -> Path:
+    """A regression run's metrics.json: judged by test_mse (lower is better), no test/acc at all."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    per_round = [
+        {"round": r, "uplink/cumulative_bytes": 1000 * r, "test_mse": value, "test_mae": 2 * value}
+        for r, value in enumerate(mse, start=1)
+    ]
+    summary = {"method": "fedavg", "monitor": "test_mse", "monitor_mode": "min", "per_round": per_round}
+    (run_dir / "metrics.json").write_text(json.dumps(summary))
+    return run_dir
+
+
+def test_a_regression_run_is_plotted_by_its_metric_with_the_lowest_round_circled(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    drawn: list[tuple] = []
+    draw = plots._draw
+    monkeypatch.setattr(plots, "_draw", lambda runs, monitor: drawn.append(draw(runs, monitor)) or drawn[-1])
+    paths = plot_runs([write_regression_run(tmp_path / "run", [0.61, 0.12, 0.30])], tmp_path / "out")
+    assert all(path.is_file() for path in paths)
+    by_round, by_uplink = drawn[0]
+    assert by_round.axes[0].get_title() == "test_mse per round"
+    assert by_uplink.axes[0].get_title() == "test_mse vs. cumulative uplink"
+    assert by_round.axes[0].get_ylabel() == by_uplink.axes[0].get_ylabel() == "test_mse (lower is better)"
+    circles = [line for line in by_round.axes[0].get_lines() if line.get_label() == "_best"]
+    assert [(list(c.get_xdata()), list(c.get_ydata())) for c in circles] == [([2], [0.12])]
+
+
+def test_accuracy_plots_keep_their_titles(tmp_path: Path) -> None:
+    by_round, _ = plots._draw([("fedavg", load_run(write_run(tmp_path, "fedavg", [0.5, 0.9, 0.8], 100))[1])], Monitor())
+    assert by_round.axes[0].get_title() == "Test accuracy per round"
+    assert by_round.axes[0].get_ylabel() == "test accuracy (higher is better)"
+    circles = [line for line in by_round.axes[0].get_lines() if line.get_label() == "_best"]
+    assert [(list(c.get_xdata()), list(c.get_ydata())) for c in circles] == [([2], [0.9])]
+
+
+def test_runs_judged_by_different_metrics_are_not_drawn_on_one_axis(two_runs: list[Path], tmp_path: Path) -> None:
+    regression = write_regression_run(tmp_path / "regression", [0.5])
+    with pytest.raises(ValueError, match=r"judged by different metrics .*by test_mse \(min\).*plot them separately"):
+        plot_runs([two_runs[0], regression], tmp_path / "out")
 
 
 def test_missing_metrics_json_names_the_path(tmp_path: Path) -> None:

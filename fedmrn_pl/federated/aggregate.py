@@ -43,12 +43,21 @@ def average_dense(
 
 
 def masked_noise_sum(
-    name: str, updates: Sequence[ClientUpdate], weights: Sequence[float], like: torch.Tensor
+    name: str,
+    updates: Sequence[ClientUpdate],
+    weights: Sequence[float],
+    like: torch.Tensor,
+    fixed_rows: Sequence[int] = (),
 ) -> torch.Tensor:
-    """``sum_k w_k n_k * m_k`` for one parameter, each client's noise regenerated from its seed."""
+    """``sum_k w_k n_k * m_k`` for one parameter, each client's noise regenerated from its seed.
+
+    ``fixed_rows`` get no change, whatever the masks say there (clients trained with them fixed).
+    """
     total = torch.zeros(like.shape, dtype=torch.float32)
     for update, weight in zip(updates, weights, strict=True):
         total.add_(
             reconstruct_delta(update.seed, name, update.masks[name], update.mask_kind, update.noise_for(name)), alpha=weight
         )
+    if fixed_rows:
+        total[list(fixed_rows)] = 0.0
     return total.to(like.dtype)

@@ -47,6 +47,8 @@ def describe_run(trainer: Any) -> dict[str, Any]:
             "min_clients": trainer.min_clients,
             "label": trainer.label,
             "metric_keys": dict(trainer.metric_keys.names),
+            "monitor": trainer.monitor.key,
+            "monitor_mode": str(trainer.monitor.mode),
             "trainer_kwargs": plain(trainer.trainer_kwargs),
         },
     }

@@ -11,8 +11,10 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 
 import torch
+from torch import nn
 
 from fedmrn_pl.federated.aggregate import average_dense, example_weights, masked_noise_sum
+from fedmrn_pl.masking.selection import padding_rows
 from fedmrn_pl.update import ClientUpdate
 
 __all__ = ["FedAvg", "FedMRN", "Strategy"]
@@ -30,6 +32,9 @@ class Strategy(ABC):
         self, server_round: int, global_state: Mapping[str, torch.Tensor], updates: Sequence[ClientUpdate]
     ) -> State | None:
         """Return the next global state from this round's valid updates (None: keep the old one)."""
+
+    def setup(self, module: nn.Module) -> None:
+        """Called once by the trainer with the global model before the first round (read what you need of it)."""
 
     def compressed_manifest(self, global_state: Mapping[str, torch.Tensor]) -> dict[str, tuple[str, tuple[int, ...]]]:
         """``{name: (wire role, shape)}`` of the tensors clients upload compressed (none: masks and dense only)."""
@@ -71,6 +76,13 @@ class FedMRN(Strategy):
 
     name = "fedmrn"
 
+    def __init__(self) -> None:
+        self.fixed_rows: dict[str, tuple[int, ...]] = {}  # rows no mask may move (embedding padding rows)
+
+    def setup(self, module: nn.Module) -> None:
+        """Learn which rows of the model stay fixed: clients keep them, so the server must too."""
+        self.fixed_rows = padding_rows(module)
+
     def aggregate(
         self, server_round: int, global_state: Mapping[str, torch.Tensor], updates: Sequence[ClientUpdate]
     ) -> State | None:
@@ -81,7 +93,7 @@ class FedMRN(Strategy):
         new_state = {}
         for name, like in global_state.items():
             if name in masked:
-                new_state[name] = like + masked_noise_sum(name, updates, weights, like)
+                new_state[name] = like + masked_noise_sum(name, updates, weights, like, self.fixed_rows.get(name, ()))
             else:
                 new_state[name] = average_dense(name, updates, weights, like)
         return new_state

@@ -32,8 +32,9 @@ from fedmrn_pl.callbacks import (
     RunArtifacts,
     SeedSync,
 )
-from fedmrn_pl.client import ClientData, FederatedClient, local_trainer, quiet_lightning
+from fedmrn_pl.client import ClientData, FederatedClient, check_client_data, local_trainer, quiet_lightning
 from fedmrn_pl.federated.downlink import DownlinkMode, DownlinkReceiver, ServerDownlink, rebuild_global
+from fedmrn_pl.federated.evaluation import EvaluationError, evaluate_module, evaluation_hook
 from fedmrn_pl.federated.metric_keys import MetricKeys
 from fedmrn_pl.federated.noise_scales import NoiseScaleWatch, issued_noise_scales, scale_metrics
 from fedmrn_pl.federated.run_config import describe_run
@@ -57,9 +58,10 @@ class FederatedTrainer:
     """Runs FedMRN (or FedAvg) rounds over any LightningModule.
 
     Args:
-        module: the model as a LightningModule (its ``training_step``, ``test_step`` and
-            ``configure_optimizers`` are used unchanged); its state is the global model.
-        data: per-client training data and the global test set (``FederatedDataModule``).
+        module: the model as a LightningModule (its ``training_step``, ``test_step`` (else its
+            ``validation_step``) and ``configure_optimizers`` are used unchanged); its state is the global model.
+        data: per-client training data and the global test set (``FederatedDataModule``; wrap a plain
+            LightningDataModule with ``FederatedDataModule.from_datamodule``).
         strategy: aggregation, ``FedMRN()`` or ``FedAvg()``.
         masking: FedMRN masking settings; must be None for dense strategies.
         rounds: number of rounds to run.
@@ -84,6 +86,11 @@ class FederatedTrainer:
         label: the run's name in summaries and plots; default ``fedmrn-<mask kind>`` or the strategy's name.
         metric_keys: the names your module logs for ``train/loss``, ``test/acc`` and ``test/loss``,
             e.g. ``{"test/acc": "val_acc"}``; see ``MetricKeys``.
+        monitor: the metric the run is judged by (as Lightning's ``ModelCheckpoint(monitor=)``): a standard
+            key or one your module logs in ``test_step``, e.g. ``"test_mse"``. The summary's ``best_value`` and
+            ``best_round``, the progress line, the plots and W&B follow it, by its name.
+        monitor_mode: ``"max"`` (higher is better) or ``"min"`` (lower is better); None: max for (a key
+            mapped to) ``test/acc``, min for the losses; any other ``monitor`` must say.
         downlink: ``"dense"`` sends the sampled clients the model; ``"masks"`` sends a client the
             round messages it missed, from which it rebuilds the model bit for bit (see ``downlink.py``).
         dense_sync_every: with ``downlink="masks"``, a client that missed more rounds gets the dense model.
@@ -111,6 +118,8 @@ class FederatedTrainer:
         output_dir: str | Path | None = None,
         label: str | None = None,
         metric_keys: Mapping[str, str] | None = None,
+        monitor: str = "test/acc",
+        monitor_mode: str | None = None,
         downlink: str = "dense",
         dense_sync_every: int = 10,
     ) -> None:
@@ -125,6 +134,7 @@ class FederatedTrainer:
         ):
             if not isinstance(value, int) or value < low:
                 raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
+        check_client_data(data)
         if not 1 <= clients_per_round <= data.num_clients:
             raise ValueError(
                 f"clients_per_round must be in [1, {data.num_clients}] (the number of clients), got {clients_per_round}"
@@ -150,7 +160,8 @@ class FederatedTrainer:
         self.callbacks, self.wire = _with_default_callbacks(callbacks, output_dir)
         if user_loggers(self.trainer_kwargs):
             self.callbacks.append(RoundMetricsLogger(user_loggers(self.trainer_kwargs)))
-        self.metric_keys = MetricKeys(metric_keys)
+        self.metric_keys = MetricKeys(metric_keys, monitor, monitor_mode)
+        self.monitor = self.metric_keys.monitor  # the metric the run is judged by, and which way is better
         self.client = FederatedClient(
             module,
             data,
@@ -164,6 +175,7 @@ class FederatedTrainer:
         )
         _check_module(module, self.trainer_kwargs)
         self.global_state = module_state(module)
+        strategy.setup(module)
         _check_wire_dtypes(self.global_state)
         self.masked_names = self._masked_names()
         masked, self.frozen_names = set(self.masked_names), sorted(frozen_names(module))  # frozen: never uploaded
@@ -210,7 +222,9 @@ class FederatedTrainer:
             for server_round in range(self.completed_rounds + 1, self.rounds + 1):
                 self.run_round(server_round)
             self.elapsed_seconds = time.perf_counter() - self._fit_origin
-            self.summary = run_summary(self.label, self.history, self.global_state, self.elapsed_seconds)
+            self.summary = run_summary(
+                self.label, self.history, self.global_state, self.elapsed_seconds, monitor=self.monitor
+            )
             self.summary["world_size"] = self.ranks.world_size
             self._call("on_fit_end")
         except BaseException as exception:
@@ -274,16 +288,18 @@ class FederatedTrainer:
                                      self.masked_names))  # fmt: skip
         self._scale_watch.check(self.masking, server_round, metrics)
         self.metric_keys.check_clients(accepted)
-        metrics.update(self.metric_keys.with_standard_keys(self.evaluate()))
+        try:
+            results = self.evaluate()
+        except Exception as error:  # the user's step failed: stop in one line, keeping the model last evaluated
+            self.global_state = previous
+            raise EvaluationError.of(self.module, server_round, error) from error
+        metrics.update(self.metric_keys.with_standard_keys(results, evaluation_hook(self.module) or "test_step"))
         return metrics
 
     def evaluate(self) -> dict[str, float]:
-        """Test the current global model with the module's own ``test_step``."""
+        """Test the current global model with the module's own ``test_step`` (else its ``validation_step``)."""
         load_module_state(self.module, self.global_state)
-        with quiet_lightning():
-            trainer = local_trainer(self.trainer_kwargs)
-            results = trainer.test(self.module, dataloaders=self.data.test_dataloader(), verbose=False)
-        return {key: float(value) for key, value in (results[0] if results else {}).items()}
+        return evaluate_module(self.module, self.data.test_dataloader(), self.trainer_kwargs)
 
     def run_config(self) -> dict[str, Any]:
         """The run's settings as plain data: module hparams, masking, trainer settings (W&B's config)."""
@@ -459,11 +475,13 @@ def _check_module(module: L.LightningModule, trainer_kwargs: Mapping[str, Any]) 
     """Fail before round 1, not after every client trained, on what cannot work."""
     if not isinstance(module, L.LightningModule):
         raise TypeError(f"module must be a lightning.LightningModule, got {type(module).__name__}")
-    for hook in ("training_step", "test_step"):
-        if not is_overridden(hook, module, L.LightningModule):
-            raise TypeError(
-                f"{type(module).__name__} must define {hook}(): the trainer trains clients and tests the global model with it"
-            )
+    if not is_overridden("training_step", module, L.LightningModule):
+        raise TypeError(f"{type(module).__name__} must define training_step(): the clients train with it")
+    if evaluation_hook(module) is None:
+        raise TypeError(
+            f"{type(module).__name__} must define test_step() or validation_step(): the server evaluates the global "
+            "model with it on the test set"
+        )
     try:
         with quiet_lightning():
             local_trainer(trainer_kwargs)

@@ -22,7 +22,7 @@ from torch.nn.utils import parametrize
 
 from fedmrn_pl.masking.functional import MaskSampling, masked_weight, stochastic_mask, threshold_mask
 from fedmrn_pl.masking.noise import generate_noise
-from fedmrn_pl.masking.selection import ParameterSelector, parameter_places
+from fedmrn_pl.masking.selection import ParameterSelector, padding_rows, parameter_places
 from fedmrn_pl.update import MaskKind, NoiseSpec
 
 __all__ = [
@@ -42,10 +42,13 @@ __all__ = [
 class MaskedNoise(nn.Module):
     """Parametrization ``w -> w + n * M(u, n)`` with a trainable update ``u``."""
 
-    def __init__(self, noise: torch.Tensor, kind: str) -> None:
+    def __init__(self, noise: torch.Tensor, kind: str, fixed_rows: tuple[int, ...] = ()) -> None:
         super().__init__()
         self.kind = MaskKind.parse(kind, "mask kind")
         self.register_buffer("noise", noise, persistent=False)
+        # Rows kept as they are (an embedding's padding row): the weight, whatever the mask says.
+        fixed = torch.tensor(fixed_rows, dtype=torch.long, device=noise.device) if fixed_rows else None
+        self.register_buffer("fixed_rows", fixed, persistent=False)
         self.update = nn.Parameter(torch.zeros_like(noise))
         self.probability = 0.0  # PSM: chance of using the sampled mask per element
         self.generator: torch.Generator | None = None  # stream of the SM/PSM draws
@@ -56,6 +59,8 @@ class MaskedNoise(nn.Module):
         if self._step_weight is not None:
             return self._step_weight
         value = masked_weight(weight, self.update, self.noise, self.kind, self.probability, self.generator)
+        if self.fixed_rows is not None:  # in place: the masked weight's backward saves nothing
+            value.index_copy_(0, self.fixed_rows, weight.index_select(0, self.fixed_rows))
         if self.caching:
             self._step_weight = value
         return value
@@ -65,23 +70,26 @@ def masked_parametrizations(model: nn.Module) -> dict[str, MaskedNoise]:
     """Every ``MaskedNoise`` in ``model`` keyed by its parameter's name (a tied one once, first name)."""
     found: dict[str, MaskedNoise] = {}
     seen: set[int] = set()
-    for name, parametrization in _masked_places(model):
+    for name, _, _, parametrization in _masked_places(model):
         if id(parametrization) not in seen:
             seen.add(id(parametrization))
             found[name] = parametrization
     return found
 
 
-def _masked_places(model: nn.Module) -> list[tuple[str, MaskedNoise]]:
-    """``(name, parametrization)`` at every place a masked weight is registered, tied ones at each."""
+def _masked_places(model: nn.Module) -> list[tuple[str, nn.Module, str, MaskedNoise]]:
+    """``(name, owner, attribute, parametrization)`` at every place a masked weight is registered, tied ones at each."""
     places = []
     for module_name, module in model.named_modules():
-        if not parametrize.is_parametrized(module):
+        # The module's own registry: ``is_parametrized`` would also see a wrapper that forwards
+        # attribute lookups to a wrapped module (peft's ModulesToSaveWrapper), which owns nothing.
+        registry = module._modules.get("parametrizations")
+        if not isinstance(registry, nn.ModuleDict):
             continue
-        for attr, plist in module.parametrizations.items():
+        for attr, plist in registry.items():
             for parametrization in plist:
                 if isinstance(parametrization, MaskedNoise):
-                    places.append((f"{module_name}.{attr}" if module_name else attr, parametrization))
+                    places.append((f"{module_name}.{attr}" if module_name else attr, module, attr, parametrization))
     return places
 
 
@@ -121,30 +129,44 @@ def apply_masked_noise(
     if not targets:
         raise ValueError(f"no parameter of {type(model).__name__} matches {selector}; nothing would be masked")
     places = parameter_places(model)
+    fixed = padding_rows(model)
     wrapped = {}
-    for name, module, attr in targets:
-        weight = getattr(module, attr)
-        spec = noise if scales is None or name not in scales else NoiseSpec(noise.family, scales[name])
-        parametrization = MaskedNoise(generate_noise(seed, name, weight.shape, spec, device=weight.device), kind)
-        parametrization.to(dtype=weight.dtype)
-        # A tied weight gets the same parametrization at each of its places: one u, one noise, one mask.
-        for _, owner, owner_attr in places[id(weight)]:
-            # unsafe=True skips parametrize's registration-time check, which evaluates the
-            # parametrization once: that draw would come from the global RNG (no generator
-            # is set yet) and the check is moot, the output has the weight's shape and dtype.
-            parametrize.register_parametrization(owner, owner_attr, parametrization, unsafe=True)
-        weight.requires_grad_(False)
-        wrapped[name] = parametrization
+    registered: list[tuple[nn.Module, str, nn.Parameter]] = []
+    try:
+        for name, module, attr in targets:
+            weight = getattr(module, attr)
+            spec = noise if scales is None or name not in scales else NoiseSpec(noise.family, scales[name])
+            noise_tensor = generate_noise(seed, name, weight.shape, spec, device=weight.device)
+            parametrization = MaskedNoise(noise_tensor, kind, fixed.get(name, ()))
+            parametrization.to(dtype=weight.dtype)
+            # A tied weight gets the same parametrization at each of its places: one u, one noise, one mask.
+            for _, owner, owner_attr in places[id(weight)]:
+                # unsafe=True skips parametrize's registration-time check, which evaluates the
+                # parametrization once: that draw would come from the global RNG (no generator
+                # is set yet) and the check is moot, the output has the weight's shape and dtype.
+                parametrize.register_parametrization(owner, owner_attr, parametrization, unsafe=True)
+                registered.append((owner, owner_attr, weight))
+            weight.requires_grad_(False)
+            wrapped[name] = parametrization
+    except BaseException:
+        _unregister(registered)  # the module is shared by every client: leave it as it was
+        raise
     return wrapped
+
+
+def _unregister(registered: list[tuple[nn.Module, str, nn.Parameter]]) -> None:
+    """Undo registrations made by a failed ``apply_masked_noise``, newest first."""
+    for owner, attr, weight in reversed(registered):
+        if attr in getattr(owner._modules.get("parametrizations"), "_modules", {}):
+            parametrize.remove_parametrizations(owner, attr, leave_parametrized=False)
+        weight.requires_grad_(True)
 
 
 def remove_masked_noise(model: nn.Module) -> None:
     """Drop the masked noise and give back the plain module with its original weights."""
-    for name, _ in _masked_places(model):
-        module_name, _, attr = name.rpartition(".")
-        module = model.get_submodule(module_name)
-        parametrize.remove_parametrizations(module, attr, leave_parametrized=False)
-        getattr(module, attr).requires_grad_(True)  # only trainable weights are ever masked
+    for _, owner, attr, _ in _masked_places(model):
+        parametrize.remove_parametrizations(owner, attr, leave_parametrized=False)
+        getattr(owner, attr).requires_grad_(True)  # only trainable weights are ever masked
 
 
 def begin_mask_step(model: nn.Module) -> None:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
-__all__ = ["ParameterSelector", "parameter_places"]
+__all__ = ["ParameterSelector", "padding_rows", "parameter_places"]
 
 
 @dataclass(frozen=True)
@@ -79,3 +79,24 @@ def parameter_places(model: nn.Module) -> dict[int, list[tuple[str, nn.Module, s
             if all(owner is not module or owner_attr != attr for _, owner, owner_attr in entries):
                 entries.append((name, module, attr))
     return places
+
+
+def padding_rows(model: nn.Module) -> dict[str, tuple[int, ...]]:
+    """Rows PyTorch never changes, per parameter name: an embedding's ``padding_idx`` row.
+
+    ``nn.Embedding``/``nn.EmbeddingBag`` give that row no gradient, so training keeps it
+    as it is. A signed mask cannot say "no change", so masking must skip such rows
+    explicitly. A weight tied to another layer (an output head) is left out: the
+    head does train the row.
+    """
+    rows = {}
+    for places in parameter_places(model).values():
+        owners = [owner for _, owner, _ in places]
+        if not all(isinstance(owner, (nn.Embedding, nn.EmbeddingBag)) for owner in owners):
+            continue
+        indices = {owner.padding_idx for owner in owners}
+        if len(indices) == 1 and None not in indices:
+            (index,) = indices
+            weight = getattr(owners[0], places[0][2])
+            rows[places[0][0]] = (int(index) % weight.shape[0],)  # a negative padding_idx counts from the end
+    return rows

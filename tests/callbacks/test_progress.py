@@ -11,6 +11,7 @@ import pytest
 
 from fedmrn_pl.callbacks import ProgressDisplay
 from fedmrn_pl.callbacks.progress import format_round, is_interactive
+from fedmrn_pl.monitor import Monitor
 
 
 def round_metrics(server_round: int, accuracy: float, dropped: int = 0) -> dict[str, Any]:
@@ -29,9 +30,11 @@ def round_metrics(server_round: int, accuracy: float, dropped: int = 0) -> dict[
     }
 
 
-def simulate(display: ProgressDisplay, rounds: list[dict[str, Any]], total: int) -> SimpleNamespace:
+def simulate(
+    display: ProgressDisplay, rounds: list[dict[str, Any]], total: int, monitor: Monitor = Monitor()
+) -> SimpleNamespace:
     """Call the hooks the way FederatedTrainer does, on a stand-in trainer."""
-    trainer = SimpleNamespace(rounds=total, completed_rounds=0, history=[])
+    trainer = SimpleNamespace(rounds=total, completed_rounds=0, history=[], monitor=monitor)
     display.on_fit_start(trainer)
     for metrics in rounds:
         display.on_round_start(trainer, metrics["round"], metrics["clients"])
@@ -63,6 +66,38 @@ def test_format_round_tolerates_missing_and_nan_figures() -> None:
     }
     line = format_round(metrics, 2, [metrics])
     assert line.startswith("round 1/2  acc -  loss -  uplink 0.00 MB (cum 0.00 MB, -)  dropped 2")
+
+
+def regression_metrics(server_round: int, mse: float) -> dict[str, Any]:
+    """A regression module's round: ``test_mse`` and ``test_mae``, no accuracy."""
+    metrics = round_metrics(server_round, 0.0)
+    del metrics["test/acc"], metrics["test/loss"]
+    return {**metrics, "test_mse": mse, "test_mae": 0.5}
+
+
+def test_the_line_names_the_monitored_metric_and_shows_no_accuracy_a_run_lacks() -> None:
+    metrics = regression_metrics(2, 0.01234)
+    line = format_round(metrics, 10, [metrics], Monitor("test_mse", "min"))
+    assert line.startswith("round 2/10  test_mse 0.0123  loss -  uplink 0.29 MB")
+    assert "acc" not in line
+    # test/loss mapped to test_mse: the same figure is shown once, by the module's name
+    mapped = {**metrics, "test/loss": 0.01234}
+    line = format_round(mapped, 10, [mapped], Monitor("test_mse", standard_key="test/loss"))
+    assert line.startswith("round 2/10  test_mse 0.0123  uplink 0.29 MB")
+
+
+def test_a_run_judged_by_its_loss_still_shows_its_accuracy() -> None:
+    metrics = round_metrics(1, 0.61)
+    assert format_round(metrics, 2, [metrics], Monitor("test/loss")).startswith("round 1/2  loss 0.2311  acc 0.6100  ")
+
+
+def test_bars_and_lines_show_the_monitored_metric(capsys: pytest.CaptureFixture[str]) -> None:
+    rounds = [regression_metrics(1, 0.25), regression_metrics(2, 0.125)]
+    simulate(ProgressDisplay(interactive=False), rounds, total=2, monitor=Monitor("test_mse", "min"))
+    simulate(ProgressDisplay(interactive=True), rounds, total=2, monitor=Monitor("test_mse", "min"))
+    out = capsys.readouterr().out
+    assert "round 2/2  test_mse 0.1250  loss -  uplink" in out and "test_mse=0.1250" in out
+    assert "acc" not in out
 
 
 def test_non_interactive_prints_one_line_per_round(capsys: pytest.CaptureFixture[str]) -> None:

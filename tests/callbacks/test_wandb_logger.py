@@ -295,3 +295,32 @@ def test_a_python_api_run_logs_hparams_masking_and_trainer_settings(wandb_env: P
     assert config["masking"]["kind"] == "signed" and config["masking"]["noise"] == {"family": "uniform", "alpha": 0.01}
     assert config["strategy"] == "fedmrn" and config["trainer"]["local_epochs"] == 2
     assert config["trainer"]["metric_keys"]["test/acc"] == "test/acc"
+
+
+def test_round_scalars_keep_the_modules_keys_without_a_slash() -> None:
+    metrics = {"round": 2, "clients": [0, 1], "accepted_clients": 2, "dropped_clients": [], "test_mse": 0.25,
+               "test_mae": 0.5, "epoch": 3, "note": "text", "val_acc": math.inf}  # fmt: skip
+    scalars = round_scalars(metrics)
+    assert scalars["test_mse"] == 0.25 and scalars["test_mae"] == 0.5 and scalars["epoch"] == 3
+    assert not {"note", "val_acc", "clients", "accepted_clients", "dropped_clients"} & set(scalars)
+
+
+def test_a_regression_run_logs_every_metric_and_its_best_by_its_own_direction(wandb_env: Path, tmp_path: Path) -> None:
+    from tests.federated.test_api_outputs import regression_trainer
+
+    trainer = regression_trainer(callbacks=[WandbLogger(dir=tmp_path, log_model=False)])
+    history = trainer.fit()
+    (log,) = offline_logs(tmp_path)
+    records = read_records(log)
+    rows = {row.step.num: flat(row.item) for row in of_type(records, "history")}
+    for expected in history:
+        row = rows[expected["round"]]
+        assert row["test_mse"] == pytest.approx(expected["test_mse"])
+        assert row["test_mae"] == pytest.approx(expected["test_mae"])
+    final: dict[str, Any] = {}
+    for update in of_type(records, "summary"):
+        final.update(flat(update.update))
+    assert final["test_mae"] == pytest.approx(history[-1]["test_mae"])  # W&B's own summary: the last value
+    mse = [metrics["test_mse"] for metrics in history]
+    assert (final["monitor"], final["monitor_mode"]) == ("test_mse", "min")
+    assert final["best_value"] == pytest.approx(min(mse)) and final["best_round"] == 1 + mse.index(min(mse))

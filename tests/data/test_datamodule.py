@@ -104,3 +104,31 @@ def test_out_of_range_client_id_raises_with_the_valid_range(digits: FederatedDat
 def test_invalid_settings_are_rejected_at_construction(digits: FederatedDataset, kwargs: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         FederatedDataModule(digits, **kwargs)
+
+
+def test_collate_fn_and_loader_kwargs_reach_the_client_and_test_loaders(digits: FederatedDataset) -> None:
+    def as_dict(samples: list) -> dict[str, torch.Tensor]:
+        images, labels = zip(*samples)
+        return {"images": torch.stack(images), "labels": torch.stack(labels)}
+
+    dm = _module(digits, collate_fn=as_dict, loader_kwargs={"worker_init_fn": print})
+    for loader in (dm.client_dataloader(0, 1), dm.test_dataloader()):
+        batch = next(iter(loader))
+        assert set(batch) == {"images", "labels"} and loader.worker_init_fn is print
+    assert next(iter(dm.client_dataloader(0, 1)))["labels"].shape == (16,)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"loader_kwargs": {"shuffle": False}}, r"loader_kwargs\['shuffle'\] is set per client and round"),
+        ({"loader_kwargs": {"collate_fn": list}}, r"pass collate_fn= to FederatedDataModule itself"),
+        ({"loader_kwargs": {"pin_memry": True}}, r"'pin_memry'\] is not a DataLoader argument; allowed: .*'pin_memory'"),
+        ({"collate_fn": "stack"}, r"collate_fn must be callable"),
+    ],
+)
+def test_loader_arguments_the_module_sets_or_dataloader_lacks_are_refused(
+    digits: FederatedDataset, kwargs: dict, message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        FederatedDataModule(digits, **kwargs)

@@ -1,12 +1,18 @@
 """The Python API gives a run's outputs as the CLI does: progress on a terminal, metrics.json and plots."""
 
 import json
+import logging
 
+import lightning as L
 import pytest
 import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
 
-from fedmrn_pl import FederatedTrainer, FedMRN, MaskingConfig
+from fedmrn_pl import FedAvg, FederatedTrainer, FedMRN, MaskingConfig
 from fedmrn_pl.callbacks import ProgressDisplay
+from fedmrn_pl.seeding import make_generator
 from tests.federated.test_one_mask_per_step import TiedLM, TokenClients
 
 
@@ -39,3 +45,86 @@ def test_output_dir_gets_metrics_json_and_plots(tmp_path, capsys):
     assert (tmp_path / "run" / "accuracy_vs_round.png").stat().st_size > 0
     assert (tmp_path / "run" / "accuracy_vs_uplink.png").stat().st_size > 0
     assert capsys.readouterr().out.count("round ") == 2  # one progress line per round off a terminal
+
+
+class RegressionClients:
+    """Noisy linear targets ``y = x . w`` split over clients: float targets, nothing to count as accuracy."""
+
+    def __init__(self, num_clients: int = 4, per_client: int = 64) -> None:
+        generator = make_generator(0)
+        weights = torch.randn(4, generator=generator)
+
+        def draw(count: int) -> TensorDataset:
+            x = torch.randn(count, 4, generator=generator)
+            return TensorDataset(x, x @ weights + 0.1 * torch.randn(count, generator=generator))
+
+        self.num_clients = num_clients
+        self.clients = [draw(per_client) for _ in range(num_clients)]
+        self.test = draw(128)
+
+    def client_num_examples(self, client_id: int) -> int:
+        return len(self.clients[client_id])
+
+    def client_dataloader(self, client_id: int, server_round: int, batch_size: int) -> DataLoader:
+        generator = make_generator(1000 * server_round + client_id)
+        return DataLoader(self.clients[client_id], batch_size=batch_size, shuffle=True, generator=generator)
+
+    def test_dataloader(self) -> DataLoader:
+        return DataLoader(self.test, batch_size=128)
+
+
+class Regressor(L.LightningModule):
+    """A regression module as users write one: it logs ``test_mse`` and ``test_mae``, lower is better."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(4, 16), nn.Tanh(), nn.Linear(16, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x).squeeze(-1)
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        loss = F.mse_loss(self(x), y)
+        self.log("train/loss", loss)
+        return loss
+
+    def test_step(self, batch, batch_idx):
+        x, y = batch
+        prediction = self(x)
+        self.log("test_mse", F.mse_loss(prediction, y))
+        self.log("test_mae", F.l1_loss(prediction, y))
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.05)
+
+
+def regression_trainer(**kwargs) -> FederatedTrainer:
+    """Judged by its test MSE, lower is better; ``test/loss`` is that MSE too."""
+    torch.manual_seed(0)
+    return FederatedTrainer(
+        Regressor(), RegressionClients(), FedAvg(), rounds=3, clients_per_round=2, batch_size=16,
+        metric_keys={"test/loss": "test_mse"}, monitor="test_mse", monitor_mode="min", **kwargs,
+    )  # fmt: skip
+
+
+def test_a_regression_run_reads_as_one(tmp_path, capsys, caplog):
+    run_dir = tmp_path / "run"
+    trainer = regression_trainer(output_dir=run_dir, callbacks=[ProgressDisplay(interactive=False)])
+    with caplog.at_level(logging.WARNING, logger="fedmrn_pl"):
+        history = trainer.fit()
+    assert not caplog.records  # no accuracy asked of a module that has none
+    mse = [metrics["test_mse"] for metrics in history]
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert (metrics["monitor"], metrics["monitor_mode"]) == ("test_mse", "min")
+    assert metrics["best_value"] == pytest.approx(min(mse)) and metrics["final_value"] == pytest.approx(mse[-1])
+    assert metrics["best_round"] == 1 + mse.index(min(mse))
+    assert metrics["final_test_accuracy"] is None and metrics["best_test_accuracy"] is None
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split("  uplink")[0] for line in lines] == [f"round {r}/3  test_mse {v:.4f}" for r, v in enumerate(mse, 1)]
+    assert all((run_dir / name).stat().st_size > 0 for name in ("accuracy_vs_round.png", "accuracy_vs_uplink.png"))
+
+
+def test_a_monitor_without_a_direction_is_refused_at_construction():
+    with pytest.raises(ValueError, match=r"^monitor='test_mae' needs monitor_mode='max' \(higher is better\) or 'min'"):
+        FederatedTrainer(Regressor(), RegressionClients(), FedAvg(), clients_per_round=2, monitor="test_mae")

@@ -1,4 +1,4 @@
-"""A module's own metric names: mapped to the standard keys, or reported once when never logged."""
+"""A module's own metric names: mapped to the standard keys, or reported once when never logged; the monitored one."""
 
 import logging
 import math
@@ -11,6 +11,7 @@ from torch import nn
 from fedmrn_pl import FederatedTrainer, FedMRN, MaskingConfig
 from fedmrn_pl.callbacks.progress import format_round
 from fedmrn_pl.federated.metric_keys import MetricKeys
+from fedmrn_pl.monitor import Monitor
 from tests.federated.test_one_mask_per_step import VOCAB, ReadRecorder, TokenClients
 
 
@@ -75,3 +76,23 @@ def test_unknown_metric_keys_are_refused_with_the_valid_ones():
         MetricKeys({"val/acc": "val_acc"})
     with pytest.raises(ValueError, match=r"metric_keys\['test/acc'\] must be a non-empty str"):
         MetricKeys({"test/acc": ""})
+
+
+def test_a_mapped_name_is_monitored_with_its_standard_keys_direction():
+    assert MetricKeys({"test/loss": "val_loss"}, "val_loss").monitor == Monitor("val_loss", "min", "test/loss")
+    assert MetricKeys({"test/acc": "val_acc"}, "val_acc").monitor.mode == "max"
+    assert MetricKeys({"test/acc": "val_acc"}, "val_acc", "min").monitor.mode == "min"  # the user's word wins
+
+
+def test_the_training_loss_is_monitored_by_its_recorded_key():
+    with pytest.raises(ValueError, match=r"monitor='train_loss' is the training loss, recorded per round as 'train/loss'"):
+        MetricKeys({"train/loss": "train_loss"}, "train_loss")
+
+
+def test_a_monitored_key_never_logged_is_reported_once(caplog):
+    keys = {"train/loss": "train_loss", "test/acc": "val_acc", "test/loss": "val_loss"}
+    with caplog.at_level(logging.WARNING, logger="fedmrn_pl"):
+        trainer, _ = _fit(metric_keys=keys, monitor="val_mse", monitor_mode="min")
+    (message,) = [record.getMessage() for record in caplog.records]
+    assert "no 'val_mse' in test_step (it logged ['val_acc', 'val_loss']), the metric the run is judged by" in message
+    assert trainer.summary["monitor"] == "val_mse" and trainer.summary["best_value"] is None

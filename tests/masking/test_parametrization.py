@@ -235,3 +235,60 @@ def test_signed_masks_reconstruct_the_clipped_update_on_average():
     unclipped = (mean - wrapped.noise * ratio).abs()  # what a formula without the clip would give
     binary_read = (mean - wrapped.noise * ratio.clamp(0, 1)).abs()  # signed bits read as binary
     assert unclipped.mean() > 2 * error.mean() and binary_read.mean() > 5 * error.mean()
+
+
+class _ForwardingWrapper(nn.Module):
+    """Forwards unknown attributes to the wrapped layer, as peft's ModulesToSaveWrapper does."""
+
+    def __init__(self, layer: nn.Module) -> None:
+        super().__init__()
+        self.frozen_copy = layer
+        self.trainable = nn.Linear(layer.in_features, layer.out_features)
+        layer.requires_grad_(False)
+
+    def __getattr__(self, name: str):
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            return getattr(self.trainable, name)
+
+    def forward(self, x):
+        return self.trainable(x)
+
+
+def test_a_wrapper_that_forwards_attributes_is_masked_and_unmasked_cleanly():
+    model = nn.Sequential(nn.Linear(4, 8), _ForwardingWrapper(nn.Linear(8, 3)))
+    before = {name: tensor.clone() for name, tensor in model.state_dict().items()}
+    wrapped = apply_masked_noise(model, seed=1, kind="signed")
+    assert sorted(wrapped) == ["0.weight", "1.trainable.weight"]
+    assert sorted(masked_parametrizations(model)) == ["0.weight", "1.trainable.weight"]  # not also "1.weight"
+    remove_masked_noise(model)
+    after = model.state_dict()
+    assert not is_masked(model) and sorted(after) == sorted(before)
+    assert all(torch.equal(before[name], after[name]) for name in before)
+    assert model[1].trainable.weight.requires_grad and not model[1].frozen_copy.weight.requires_grad
+
+
+def test_a_failing_apply_leaves_the_module_as_it_was(monkeypatch):
+    from fedmrn_pl.masking import parametrization
+
+    model = nn.Sequential(nn.Linear(4, 8), nn.Linear(8, 8), nn.Linear(8, 3))
+    model[2].weight = model[1].weight  # tied: two places to undo
+    before = {name: tensor.clone() for name, tensor in model.state_dict().items()}
+    real, calls = parametrization.generate_noise, []
+
+    def fail_on_the_third(*args, **kwargs):
+        calls.append(args[1])
+        if len(calls) == 3:
+            raise MemoryError("no room for the noise")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(parametrization, "generate_noise", fail_on_the_third)
+    model[2].weight  # noqa: B018
+    with pytest.raises(MemoryError):
+        apply_masked_noise(model, seed=1, selector=ParameterSelector(min_dims=1))
+    assert not is_masked(model) and type(model[1]) is nn.Linear and type(model[2]) is nn.Linear
+    assert model[2].weight is model[1].weight
+    assert sorted(model.state_dict()) == sorted(before)
+    assert all(torch.equal(before[n], t) for n, t in model.state_dict().items())
+    assert all(p.requires_grad for p in model.parameters())
