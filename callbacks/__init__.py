@@ -1,26 +1,31 @@
-"""Federated callbacks: hooks called at named moments of a FedMRN run."""
+"""Federated callbacks: hooks called at named moments of a FedMRN run.
 
-from .base import FederatedCallback, FederatedRun
-from .checkpoint import CHECKPOINT_NAME, FederatedCheckpoint, load_checkpoint, save_checkpoint
-from .lightning_logger import RoundMetricsLogger
-from .mask_packing import MaskPacking
-from .progress import ProgressDisplay
-from .run_artifacts import RunArtifacts
-from .seed_sync import SeedSync
-from .wandb_logger import WandbLogger, WandbMode
+Names load on first use, so the config (which types a field with ``WandbMode``)
+does not pull in torch.
+"""
 
-__all__ = [
-    "CHECKPOINT_NAME",
-    "FederatedCallback",
-    "FederatedCheckpoint",
-    "FederatedRun",
-    "MaskPacking",
-    "ProgressDisplay",
-    "RoundMetricsLogger",
-    "RunArtifacts",
-    "SeedSync",
-    "WandbLogger",
-    "WandbMode",
-    "load_checkpoint",
-    "save_checkpoint",
-]
+from __future__ import annotations
+
+from fedmrn_pl._lazy import lazy_exports
+
+_EXPORTS = {
+    name: f"{__name__}.{module}"
+    for name, module in {
+        "CHECKPOINT_NAME": "checkpoint",
+        "FederatedCallback": "base",
+        "FederatedCheckpoint": "checkpoint",
+        "FederatedRun": "base",
+        "MaskPacking": "mask_packing",
+        "ProgressDisplay": "progress",
+        "RoundMetricsLogger": "lightning_logger",
+        "RunArtifacts": "run_artifacts",
+        "SeedSync": "seed_sync",
+        "WandbLogger": "wandb_logger",
+        "WandbMode": "choices",
+        "load_checkpoint": "checkpoint",
+        "save_checkpoint": "checkpoint",
+    }.items()
+}
+
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -19,6 +19,8 @@ from typing import Any
 
 import torch
 
+from fedmrn_pl.interrupt import RunInterrupted
+
 from .base import FederatedCallback, FederatedRun
 
 __all__ = [
@@ -227,4 +229,9 @@ class FederatedCheckpoint(FederatedCallback):
 
     def on_round_end(self, trainer: FederatedRun, server_round: int, metrics: dict[str, Any]) -> None:
         if server_round % self.every_n_rounds == 0 or server_round == trainer.rounds:
+            save_checkpoint({**self.extra, **trainer.state_dict()}, self.path)
+
+    def on_exception(self, trainer: FederatedRun, exception: BaseException) -> None:
+        """Ctrl-C stopped the run between rounds: save the last round if it was not saved yet."""
+        if isinstance(exception, RunInterrupted) and not exception.forced and trainer.completed_rounds % self.every_n_rounds:
             save_checkpoint({**self.extra, **trainer.state_dict()}, self.path)

@@ -2,12 +2,13 @@
 
 Interactive terminals get a bar over rounds (postfix: the monitored metric, test accuracy
 unless the run says otherwise, and cumulative uplink) and a transient bar over the round's
-clients. Logs, CI and pipes get no bars, only one line per round, so a run's output stays
-readable as a file.
+clients. Logs, CI and pipes get no bars, only one line per round on the ``fedmrn_pl.progress``
+logger, so a run's output stays readable as a file and a slow run never looks hung.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import sys
@@ -22,6 +23,8 @@ from fedmrn_pl.monitor import Monitor
 from .base import FederatedCallback, FederatedRun
 
 __all__ = ["ProgressDisplay", "format_round", "is_interactive"]
+
+log = logging.getLogger("fedmrn_pl.progress")
 
 
 def is_interactive() -> bool:
@@ -67,10 +70,11 @@ def format_round(
 
 
 class ProgressDisplay(FederatedCallback):
-    """Shows a run's progress: bars on a terminal, one line per round otherwise.
+    """Shows a run's progress: bars on a terminal, one line per round otherwise (an info record
+    on the ``fedmrn_pl.progress`` logger, see ``fedmrn_pl.console``).
 
     Args:
-        enabled: False prints nothing at all.
+        enabled: False shows nothing at all.
         interactive: force bars (True) or lines (False); None decides with ``is_interactive()``.
     """
 
@@ -80,10 +84,6 @@ class ProgressDisplay(FederatedCallback):
         self._rounds_bar: tqdm | None = None
         self._clients_bar: tqdm | None = None
 
-    @classmethod
-    def for_terminal(cls) -> ProgressDisplay:
-        """The Python API's default: bars on an interactive terminal, silent elsewhere (logs, CI, notebooks' pipes)."""
-        return cls(enabled=is_interactive())
 
     @property
     def bars(self) -> bool:
@@ -125,7 +125,7 @@ class ProgressDisplay(FederatedCallback):
         if not self.enabled:
             return
         if self._rounds_bar is None:
-            print(format_round(metrics, trainer.rounds, trainer.history, trainer.monitor), flush=True)
+            log.info("%s", format_round(metrics, trainer.rounds, trainer.history, trainer.monitor))
             return
         self._close_clients()
         monitor = trainer.monitor

@@ -16,23 +16,14 @@ from typing import Any
 
 import torch
 
-from fedmrn_pl.choices import Choice
-
 from .base import FederatedCallback, FederatedRun
+from .choices import WandbMode
 
 __all__ = ["MODEL_NAME", "WandbLogger", "WandbMode", "resolve_mode", "round_scalars"]
 
 MODEL_NAME = "global_model.pt"
 
 log = logging.getLogger(__name__)
-
-
-class WandbMode(Choice):
-    """Where a W&B run goes: ``offline`` (default, sync later), ``online``, or ``disabled``."""
-
-    offline = "offline"
-    online = "online"
-    disabled = "disabled"
 
 
 def resolve_mode(mode: str | None) -> str | None:

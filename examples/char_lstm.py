@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from examples.text_data import ALPHABET, next_char_pairs, speaker_text
-from fedmrn_pl import FederatedDataModule, FederatedTrainer, FedMRN, MaskingConfig
+from fedmrn_pl import FederatedDataModule, FederatedTrainer, FedMRN, MaskingConfig, RunDirectoryError
 
 CONTEXT = 12  # characters read before predicting the next one
 
@@ -55,7 +55,7 @@ class CharLSTM(L.LightningModule):
         return torch.optim.Adam(self.parameters(), lr=self.hparams.lr)
 
 
-def main(tiny: bool = False, output_dir: str | Path | None = None, seed: int = 0) -> dict[str, Any]:
+def main(tiny: bool = False, output_dir: str | Path | None = None, seed: int = 0, overwrite: bool = False) -> dict[str, Any]:
     """Train federated; return the run summary (what metrics.json holds)."""
     speakers, sentences = (3, 12) if tiny else (8, 150)
     clients = [next_char_pairs(speaker_text(s, sentences, seed), CONTEXT) for s in range(speakers)]
@@ -73,6 +73,7 @@ def main(tiny: bool = False, output_dir: str | Path | None = None, seed: int = 0
         batch_size=64,
         run_seed=seed,
         output_dir=output_dir,
+        overwrite=overwrite,
         metric_keys={"train/loss": "train_loss", "test/acc": "val_acc", "test/loss": "val_loss"},
     )
     trainer.fit()
@@ -83,9 +84,14 @@ def main(tiny: bool = False, output_dir: str | Path | None = None, seed: int = 0
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tiny", action="store_true", help="a few seconds on tiny data")
-    parser.add_argument("--output-dir", default="runs/char_lstm")
+    parser.add_argument("--output-dir", help="default runs/char_lstm, or runs/char_lstm_tiny with --tiny")
+    parser.add_argument("--overwrite", action="store_true", help="replace an earlier run in the output directory")
     args = parser.parse_args()
-    summary = main(args.tiny, args.output_dir)
+    args.output_dir = args.output_dir or f"runs/char_lstm{'_tiny' if args.tiny else ''}"
+    try:
+        summary = main(args.tiny, args.output_dir, overwrite=args.overwrite)
+    except RunDirectoryError as error:  # a finished run is there: say so in one line
+        raise SystemExit(f"error: {error}") from None
     print(
         f"next-character accuracy {summary['final_test_accuracy']:.3f} on an unseen speaker; "
         f"uplink {summary['uplink_compression']:.1f}x smaller than float32; outputs in {args.output_dir}"

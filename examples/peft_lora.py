@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch.utils.data import TensorDataset
 
 from examples.text_data import ALPHABET, VERBS, encode, speaker_text
-from fedmrn_pl import FederatedDataModule, FederatedTrainer, FedMRN, MaskingConfig
+from fedmrn_pl import FederatedDataModule, FederatedTrainer, FedMRN, MaskingConfig, RunDirectoryError
 
 PAD = 0  # token 0 pads; character c is ALPHABET.index(c) + 1
 LENGTH = 40  # characters per sentence, padded
@@ -76,7 +76,7 @@ class LoraVerbClassifier(L.LightningModule):
         return torch.optim.Adam((p for p in self.parameters() if p.requires_grad), lr=self.hparams.lr)
 
 
-def main(tiny: bool = False, output_dir: str | Path | None = None, seed: int = 0) -> tuple[dict[str, Any], FederatedTrainer]:
+def main(tiny: bool = False, output_dir: str | Path | None = None, seed: int = 0, overwrite: bool = False) -> tuple[dict[str, Any], FederatedTrainer]:
     """Train federated; return the run summary (what metrics.json holds) and the trainer."""
     speakers, sentences = (3, 40) if tiny else (6, 150)
     clients = [verb_sentences(speaker_text(s, sentences, seed)) for s in range(speakers)]
@@ -93,8 +93,8 @@ def main(tiny: bool = False, output_dir: str | Path | None = None, seed: int = 0
         local_epochs=2,
         batch_size=16,
         run_seed=seed,
-        threads=1,
         output_dir=output_dir,
+        overwrite=overwrite,
     )
     trainer.fit()
     assert trainer.summary is not None
@@ -104,9 +104,14 @@ def main(tiny: bool = False, output_dir: str | Path | None = None, seed: int = 0
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tiny", action="store_true", help="a few seconds on tiny data")
-    parser.add_argument("--output-dir", default="runs/peft_lora")
+    parser.add_argument("--output-dir", help="default runs/peft_lora, or runs/peft_lora_tiny with --tiny")
+    parser.add_argument("--overwrite", action="store_true", help="replace an earlier run in the output directory")
     args = parser.parse_args()
-    summary, _ = main(args.tiny, args.output_dir)
+    args.output_dir = args.output_dir or f"runs/peft_lora{'_tiny' if args.tiny else ''}"
+    try:
+        summary, _ = main(args.tiny, args.output_dir, overwrite=args.overwrite)
+    except RunDirectoryError as error:  # a finished run is there: say so in one line
+        raise SystemExit(f"error: {error}") from None
     print(
         f"verb accuracy {summary['final_test_accuracy']:.3f} on an unseen speaker (chance {1 / len(VERBS):.3f}); "
         f"uplink {summary['uplink_compression']:.1f}x smaller than float32; outputs in {args.output_dir}"

@@ -21,7 +21,7 @@ from torch import nn
 from torch.utils.data import TensorDataset
 from torchvision.models import resnet18
 
-from fedmrn_pl import ClassificationTask, FederatedDataModule, FederatedDataset, FederatedTrainer, FedMRN, MaskingConfig
+from fedmrn_pl import ClassificationTask, FederatedDataModule, FederatedDataset, FederatedTrainer, FedMRN, MaskingConfig, RunDirectoryError
 
 NUM_CLASSES = 10
 
@@ -40,7 +40,7 @@ def synthetic_cifar(count: int, seed: int) -> TensorDataset:
     return TensorDataset(images, labels)
 
 
-def main(tiny: bool = False, output_dir: str | Path | None = None, seed: int = 0) -> dict[str, Any]:
+def main(tiny: bool = False, output_dir: str | Path | None = None, seed: int = 0, overwrite: bool = False) -> dict[str, Any]:
     """Train federated; return the run summary (what metrics.json holds)."""
     train, test = (synthetic_cifar(48, seed), synthetic_cifar(16, seed + 1)) if tiny else (
         synthetic_cifar(2000, seed), synthetic_cifar(500, seed + 1)
@@ -61,6 +61,7 @@ def main(tiny: bool = False, output_dir: str | Path | None = None, seed: int = 0
         batch_size=16 if tiny else 32,
         run_seed=seed,
         output_dir=output_dir,
+        overwrite=overwrite,
     )
     trainer.fit()
     assert trainer.summary is not None
@@ -70,9 +71,14 @@ def main(tiny: bool = False, output_dir: str | Path | None = None, seed: int = 0
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tiny", action="store_true", help="a few seconds on tiny data")
-    parser.add_argument("--output-dir", default="runs/resnet_groupnorm")
+    parser.add_argument("--output-dir", help="default runs/resnet_groupnorm, or runs/resnet_groupnorm_tiny with --tiny")
+    parser.add_argument("--overwrite", action="store_true", help="replace an earlier run in the output directory")
     args = parser.parse_args()
-    summary = main(args.tiny, args.output_dir)
+    args.output_dir = args.output_dir or f"runs/resnet_groupnorm{'_tiny' if args.tiny else ''}"
+    try:
+        summary = main(args.tiny, args.output_dir, overwrite=args.overwrite)
+    except RunDirectoryError as error:  # a finished run is there: say so in one line
+        raise SystemExit(f"error: {error}") from None
     print(
         f"test accuracy {summary['final_test_accuracy']:.3f}; uplink {summary['uplink_compression']:.1f}x smaller "
         f"than float32; outputs in {args.output_dir}"

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from examples.text_data import ALPHABET, sequence_pairs, speaker_text
-from fedmrn_pl import FederatedDataModule, FederatedDataset, FederatedTrainer, FedMRN, MaskingConfig
+from fedmrn_pl import FederatedDataModule, FederatedDataset, FederatedTrainer, FedMRN, MaskingConfig, RunDirectoryError
 
 LENGTH = 24  # characters per training sequence
 
@@ -59,7 +59,7 @@ class TiedGRULM(L.LightningModule):
         return torch.optim.Adam(self.parameters(), lr=self.hparams.lr)
 
 
-def main(tiny: bool = False, output_dir: str | Path | None = None, seed: int = 0) -> tuple[dict[str, Any], FederatedTrainer]:
+def main(tiny: bool = False, output_dir: str | Path | None = None, seed: int = 0, overwrite: bool = False) -> tuple[dict[str, Any], FederatedTrainer]:
     """Train federated; return the run summary and the trainer."""
     sentences = 40 if tiny else 1500
     train = sequence_pairs("".join(speaker_text(s, sentences // 6, seed) for s in range(6)), LENGTH)
@@ -82,6 +82,7 @@ def main(tiny: bool = False, output_dir: str | Path | None = None, seed: int = 0
         batch_size=16,
         run_seed=seed,
         output_dir=output_dir,
+        overwrite=overwrite,
     )
     trainer.fit()
     assert trainer.summary is not None
@@ -91,9 +92,14 @@ def main(tiny: bool = False, output_dir: str | Path | None = None, seed: int = 0
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tiny", action="store_true", help="a few seconds on tiny data")
-    parser.add_argument("--output-dir", default="runs/tied_lm")
+    parser.add_argument("--output-dir", help="default runs/tied_lm, or runs/tied_lm_tiny with --tiny")
+    parser.add_argument("--overwrite", action="store_true", help="replace an earlier run in the output directory")
     args = parser.parse_args()
-    summary, trainer = main(args.tiny, args.output_dir)
+    args.output_dir = args.output_dir or f"runs/tied_lm{'_tiny' if args.tiny else ''}"
+    try:
+        summary, trainer = main(args.tiny, args.output_dir, overwrite=args.overwrite)
+    except RunDirectoryError as error:  # a finished run is there: say so in one line
+        raise SystemExit(f"error: {error}") from None
     print(
         f"masked (the tied tensor once): {trainer.masked_names}; next-character accuracy "
         f"{summary['final_test_accuracy']:.3f}; uplink {summary['uplink_compression']:.1f}x smaller than float32"

@@ -9,6 +9,7 @@ The public API, kept small:
   takes a plain LightningDataModule); ``build_model`` gives the paper's CNN4/CNN8/MLP;
   ``ClassificationTask`` wraps a model as a LightningModule.
 * ``EvaluationError``: the server's evaluation failed; the run stopped after saving its completed rounds.
+* ``RunDirectoryError``: the output directory is in use by another run, or holds one (``overwrite=True`` replaces it).
 * ``apply_masked_noise`` / ``remove_masked_noise`` put masked noise on any module.
 * ``encode_update`` / ``decode_update`` are the wire format; ``PayloadError`` its one error.
 * ``load_config`` / ``run_experiment`` drive runs from OmegaConf YAML.
@@ -16,8 +17,9 @@ The public API, kept small:
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from fedmrn_pl._lazy import lazy_exports
 
 # Public name -> the module that defines it. Importing the package loads none of them:
 # each is imported on first use, so ``import fedmrn_pl.wire`` (or ``fedmrn-pl inspect``)
@@ -38,6 +40,7 @@ _EXPORTS = {
     "NoiseSpec": "fedmrn_pl.update",
     "ParameterSelector": "fedmrn_pl.masking",
     "PayloadError": "fedmrn_pl.wire",
+    "RunDirectoryError": "fedmrn_pl.run_directory",
     "Strategy": "fedmrn_pl.federated",
     "apply_masked_noise": "fedmrn_pl.masking",
     "build_model": "fedmrn_pl.models",
@@ -58,21 +61,13 @@ if TYPE_CHECKING:
     from fedmrn_pl.masking import MaskingConfig, ParameterSelector, apply_masked_noise, remove_masked_noise
     from fedmrn_pl.messages import FitRequest, FitResult
     from fedmrn_pl.models import build_model
+    from fedmrn_pl.run_directory import RunDirectoryError
     from fedmrn_pl.task import ClassificationTask
     from fedmrn_pl.update import ClientUpdate, NoiseSpec
     from fedmrn_pl.wire import PayloadError, decode_update, encode_update
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'fedmrn_pl' has no attribute {name!r}")
-    value = getattr(importlib.import_module(_EXPORTS[name]), name)
-    globals()[name] = value  # later lookups skip __getattr__
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_EXPORTS])
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 
 __version__ = "0.1.0"
@@ -93,6 +88,7 @@ __all__ = [
     "NoiseSpec",
     "ParameterSelector",
     "PayloadError",
+    "RunDirectoryError",
     "Strategy",
     "apply_masked_noise",
     "build_model",

@@ -7,11 +7,11 @@ training stack (Lightning, torchvision, scikit-learn, matplotlib, wandb).
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import shlex
 import stat
 import sys
+import textwrap
 from pathlib import Path
 
 __all__ = ["main"]
@@ -19,35 +19,21 @@ __all__ = ["main"]
 OVERRIDES_ENV = "FEDMRN_PL_OVERRIDES"  # extra key=value overrides for fit/compare, beneath the command line's
 
 
-class _ConsoleHandler(logging.Handler):
-    """Info on stdout, warnings on stderr, as plain lines; the streams are looked up per record."""
-
-    def emit(self, record: logging.LogRecord) -> None:
-        stream = sys.stderr if record.levelno >= logging.WARNING else sys.stdout
-        stream.write(self.format(record) + "\n")
-        stream.flush()
-
-
 def _show_library_logs() -> None:
     """Show the library's progress messages (the ``fedmrn_pl`` logger) on the console."""
-    logger = logging.getLogger("fedmrn_pl")
-    if not any(isinstance(handler, _ConsoleHandler) for handler in logger.handlers):
-        logger.addHandler(_ConsoleHandler())
-    logger.setLevel(logging.INFO)
-    logger.propagate = False
+    from fedmrn_pl.console import show_library_logs
+
+    show_library_logs(force=True)
 
 
 def _fit(args: argparse.Namespace) -> int:
-    from fedmrn_pl.callbacks import CHECKPOINT_NAME
-    from fedmrn_pl.callbacks.checkpoint import CheckpointError
     from fedmrn_pl.config import ConfigError, load_config
-    from fedmrn_pl.experiment import run_experiment
-    from fedmrn_pl.federated.distributed import DistributedError
-    from fedmrn_pl.federated.evaluation import EvaluationError
 
     overrides = list(args.overrides)
     config_path = args.config
     if args.resume:
+        from fedmrn_pl.callbacks import CHECKPOINT_NAME
+
         # Continue in the run's own directory with the config it was started with.
         resume_dir = Path(args.resume)
         if not (resume_dir / CHECKPOINT_NAME).is_file():
@@ -60,11 +46,20 @@ def _fit(args: argparse.Namespace) -> int:
         overrides += [f"resume={resume_dir}", f"output_dir={resume_dir}"]
     try:
         config = load_config(config_path, overrides)
+    except ConfigError as error:  # a typo or bad value, refused before the training stack loads
+        return _refuse(error)
+    from fedmrn_pl.callbacks.checkpoint import CheckpointError
+    from fedmrn_pl.experiment import run_experiment
+    from fedmrn_pl.federated.distributed import DistributedError
+    from fedmrn_pl.federated.evaluation import EvaluationError
+    from fedmrn_pl.run_directory import RunDirectoryError
+
+    try:
         leader = int(os.environ.get("RANK", "0")) == 0  # under torchrun, rank 0 alone prints
         if leader:
             _show_library_logs()
         summary = run_experiment(config)
-    except (ConfigError, CheckpointError, FileNotFoundError) as error:  # bad config, dataset or checkpoint
+    except (ConfigError, CheckpointError, FileNotFoundError, RunDirectoryError) as error:  # bad config, dataset, checkpoint or directory
         return _refuse(error)  # nothing was written
     except DistributedError as error:  # a peer rank died or hung: the last checkpoint is still valid
         print(f"error: {_printable(str(error))}", file=sys.stderr)
@@ -73,6 +68,10 @@ def _fit(args: argparse.Namespace) -> int:
         saved = f"; the rounds before it are saved in {config.output_dir}" if (error.server_round or 0) > 1 else ""
         print(f"error: {_printable(str(error))}{_printable(saved)}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt as interrupt:  # Ctrl-C: say what was kept and how to go on
+        if leader:
+            print(_printable(_interrupted(interrupt, Path(config.output_dir))), file=sys.stderr)
+        return 130
     if not leader:
         return 0
     print(
@@ -88,13 +87,39 @@ def _fit(args: argparse.Namespace) -> int:
     return 0
 
 
+def _interrupted(interrupt: KeyboardInterrupt, output_dir: Path) -> str:
+    """The one line after Ctrl-C: what the run kept, and the command that continues it.
+
+    A run stopped before its first checkpoint loses its lone config.yaml, so the directory
+    never looks like a run that ``--resume`` would then refuse.
+    """
+    from fedmrn_pl.callbacks import CHECKPOINT_NAME
+    from fedmrn_pl.interrupt import RunInterrupted
+    from fedmrn_pl.run_directory import run_files
+
+    what = str(interrupt) if isinstance(interrupt, RunInterrupted) else "interrupted by Ctrl-C"
+    if (output_dir / CHECKPOINT_NAME).is_file():
+        kept = "its checkpoint" if isinstance(interrupt, RunInterrupted) and not interrupt.forced else "its last checkpoint"
+        return f"{what}; {output_dir} keeps {kept}; continue with: fedmrn-pl fit --resume {output_dir}"
+    if run_files(output_dir):
+        return f"{what}; {output_dir} keeps metrics.json of the completed rounds but no checkpoint (checkpoint_every=0), so it cannot be resumed"
+    (output_dir / "config.yaml").unlink(missing_ok=True)
+    return f"{what} before any round was saved; nothing to resume"
+
+
 def _compare(args: argparse.Namespace) -> int:
-    from fedmrn_pl.callbacks.checkpoint import CheckpointError
-    from fedmrn_pl.compare import compare, parse_compare_args
-    from fedmrn_pl.config import ConfigError
+    from fedmrn_pl.compare import VARIANTS, compare, parse_compare_args
+    from fedmrn_pl.config import ConfigError, load_config
 
     try:
         settings, overrides = parse_compare_args(args.overrides)
+        for method in settings.methods:  # every method's config, checked before the training stack loads
+            load_config(args.config, [*overrides, *VARIANTS[method]])
+    except (ConfigError, ValueError) as error:
+        return _refuse(error)
+    from fedmrn_pl.callbacks.checkpoint import CheckpointError
+
+    try:
         _show_library_logs()
         paths = compare(args.config, settings, overrides)
     except (ConfigError, CheckpointError, FileNotFoundError, ValueError) as error:
@@ -229,16 +254,63 @@ def _plot(args: argparse.Namespace) -> int:
     return 0
 
 
+class _HelpParser(argparse.ArgumentParser):
+    """A command's parser whose ``epilog`` may be a function: called only when help is shown, so parsing stays light."""
+
+    def format_help(self) -> str:
+        if callable(self.epilog):
+            self.epilog = self.epilog()
+        return super().format_help()
+
+
+def _fit_epilog() -> str:
+    """``fit --help``'s reference: every config key with its default and choices, read from the schema."""
+    from fedmrn_pl.config import bundled_config_path, describe_keys
+
+    bundled = bundled_config_path().parent
+    return "\n".join([
+        "config keys as key=default (the bundled configs/default.yaml); '|' lists a key's other choices.",
+        "Override any key as section.key=value:",
+        describe_keys(),
+        "",
+        f"bundled configs (--config FILE), in {bundled}:",
+        "  " + "  ".join(sorted(path.name for path in bundled.glob("*.yaml"))),
+        "",
+        "examples:",
+        "  fedmrn-pl fit train.rounds=3                              # a shorter run of the default",
+        "  fedmrn-pl fit method.name=fedavg output_dir=runs/fedavg   # the dense baseline",
+        "  fedmrn-pl fit --config configs/fmnist_cnn4.yaml data.download=true data.root=data",
+        "  fedmrn-pl fit --resume runs/default train.rounds=20       # continue a stopped run, or extend it",
+    ])  # fmt: skip
+
+
+def _compare_epilog() -> str:
+    """``compare --help``'s reference: the methods it runs, each as the config overrides it applies."""
+    from fedmrn_pl.compare import VARIANTS
+
+    width = max(map(len, VARIANTS))
+    return "\n".join([
+        "methods (methods=[a,b,...]; default: all of them), each a set of config overrides:",
+        *(f"  {name:<{width}}  {' '.join(overrides)}" for name, overrides in VARIANTS.items()),
+        "",
+        "examples:",
+        '  fedmrn-pl compare "methods=[fedmrn,fedavg,signsgd]" "seeds=[0,1,2]" train.rounds=20',
+        "  fedmrn-pl compare methods=fedmrn_signed target_accuracy=0.9 output_dir=runs/signed",
+    ])  # fmt: skip
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``fedmrn-pl``."""
     parser = argparse.ArgumentParser(
         prog="fedmrn-pl", description="Federated learning with masked random noise (FedMRN)."
     )
-    commands = parser.add_subparsers(dest="command", required=True)
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_HelpParser)
     fit = commands.add_parser(
         "fit",
         help="run a federated experiment",
         description="Run a federated experiment. Overrides look like train.rounds=5.",
+        epilog=_fit_epilog,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     fit.add_argument("--config", default=None, help="YAML config (default: the bundled configs/default.yaml)")
     fit.add_argument("--resume", default=None, metavar="DIR", help="continue the run saved in DIR")
@@ -247,10 +319,15 @@ def build_parser() -> argparse.ArgumentParser:
     compare = commands.add_parser(
         "compare",
         help="run several methods on the same partition and seeds; write a table and plots",
-        description="Run methods=[fedmrn,fedavg,...] (default: all) for seeds=[0,...] on one config and write "
-        "compare.csv, compare.md, accuracy_vs_round.png and accuracy_vs_uplink.png into output_dir. "
-        "target_accuracy=0.9 adds the rounds and uplink MB each method needs to reach it. "
-        "Rerunning resumes where a stopped compare stopped.",
+        description=textwrap.fill(
+            "Run methods=[fedmrn,fedavg,...] (default: all) for seeds=[0,...] on one config and write "
+            "compare.csv, compare.md, accuracy_vs_round.png and accuracy_vs_uplink.png into output_dir. "
+            "target_accuracy=0.9 adds the rounds and uplink MB each method needs to reach it. "
+            "Rerunning resumes where a stopped compare stopped.",
+            width=100,
+        ),
+        epilog=_compare_epilog,
+        formatter_class=argparse.RawDescriptionHelpFormatter,  # the method table keeps its lines
     )
     compare.add_argument("--config", default=None, help="YAML config (default: the bundled configs/default.yaml)")
     compare.add_argument("overrides", nargs="*", metavar="key=value", help="methods=, seeds=, target_accuracy= and config overrides")
@@ -284,7 +361,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if args.command in ("fit", "compare") and os.environ.get(OVERRIDES_ENV):
         args.overrides = [*shlex.split(os.environ[OVERRIDES_ENV]), *args.overrides]  # the command line's own win
-    return args.handler(args)
+    try:
+        return args.handler(args)
+    except KeyboardInterrupt:  # before a run started (fit handles its own): nothing to keep
+        print("interrupted by Ctrl-C", file=sys.stderr)
+        return 130
 
 
 def _refuse(error: Exception) -> int:

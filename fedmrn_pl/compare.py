@@ -111,9 +111,9 @@ def compare(config_path: str | Path | None, settings: CompareSettings, overrides
             where = run_dir(output_dir, method, seed)
             layered = [*overrides, *VARIANTS[method], f"seed={seed}", f"output_dir={where}"]
             config = load_config(config_path, layered)
-            summary = _finished(where / METRICS_NAME, config)
+            summary = None if config.overwrite else _finished(where / METRICS_NAME, config)
             if summary is None:
-                if (where / CHECKPOINT_NAME).is_file():
+                if (where / CHECKPOINT_NAME).is_file() and not config.overwrite:
                     config = load_config(config_path, [*layered, f"resume={where}"])
                     log.info("compare: resuming %s seed %d from %s", method, seed, where)
                 else:
@@ -130,8 +130,19 @@ def _finished(path: Path, config: DictConfig) -> dict[str, Any] | None:
     """The run's metrics.json if it exists and covers all of ``config``'s rounds."""
     if not path.is_file():
         return None
+    from fedmrn_pl.config import ConfigError
+    from fedmrn_pl.experiment import run_fingerprint
+
     summary = json.loads(path.read_text())
-    return summary if summary.get("rounds") == config.train.rounds else None
+    if summary.get("rounds") != config.train.rounds:
+        return None
+    saved = summary.get("config")
+    if not isinstance(saved, Mapping) or run_fingerprint(OmegaConf.create(dict(saved))) != run_fingerprint(config):
+        raise ConfigError(
+            f"{path.parent} holds a finished run with other settings than this comparison's; "
+            "write the comparison to another output_dir, or replace its runs (overwrite=true)"
+        )
+    return summary
 
 
 def _reach(per_round: Sequence[Mapping[str, Any]], target: float | None) -> tuple[int, float] | None:

@@ -10,30 +10,33 @@ it; OmegaConf checks those fields itself.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+import textwrap
+from dataclasses import dataclass, field, is_dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args, get_type_hints
 
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from fedmrn_pl.callbacks.wandb_logger import WandbMode
+# Choice lists only, each from a torch-free module next to its owner: a config is read and
+# checked without loading torch or Lightning (tests/test_lean_core.py).
+from fedmrn_pl.callbacks.choices import WandbMode
 from fedmrn_pl.choices import Choice
-from fedmrn_pl.data.datasets import DatasetName
-from fedmrn_pl.data.partition import PartitionName
-from fedmrn_pl.federated.downlink import DownlinkMode
-from fedmrn_pl.masking.functional import MaskSampling, Schedule
-from fedmrn_pl.masking.scales import NoiseScale
+from fedmrn_pl.data.choices import DatasetName, PartitionName
+from fedmrn_pl.federated.choices import DownlinkMode
+from fedmrn_pl.masking.choices import MaskSampling, NoiseScale, Schedule
+from fedmrn_pl.methods.choices import QuantNorm
 from fedmrn_pl.methods.fedpm_settings import FedPMEstimate, FedPMOptimizer, FedPMSettings
-from fedmrn_pl.methods.functional import QuantNorm
-from fedmrn_pl.models.initialization import InitScheme
-from fedmrn_pl.models.registry import ModelName
+from fedmrn_pl.models.choices import InitScheme, ModelName
 from fedmrn_pl.monitor import STANDARD_MODES, MonitorMode
 from fedmrn_pl.update import DenseDtype, MaskKind, NoiseFamily
-from fedmrn_pl.wire.format import DenseEncoding, MaskEncoding
+from fedmrn_pl.wire.choices import DenseEncoding, MaskEncoding
 
-__all__ = ["ConfigError", "ExperimentConfig", "Method", "bundled_config_path", "load_config", "to_container", "validate"]
+__all__ = [
+    "ConfigError", "ExperimentConfig", "Method", "bundled_config_path", "describe_keys", "load_config", "to_container",
+    "validate",
+]  # fmt: skip
 
 
 class Method(Choice):
@@ -152,6 +155,7 @@ class ExperimentConfig:
     save_payloads: bool = False  # also write every uplink payload to <output_dir>/payloads
     checkpoint_every: int = 1  # rounds between checkpoints; 0 disables
     resume: str | None = None  # a run directory to continue
+    overwrite: bool = False  # replace a run already in output_dir (default: refuse to start)
     progress: bool = True  # progress display on interactive terminals
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -361,3 +365,46 @@ def to_container(config: DictConfig, resolve: bool = True) -> dict[str, Any]:
     read with ``${oc.env:...}`` is never written out.
     """
     return OmegaConf.to_container(config, resolve=resolve, enum_to_str=True)  # type: ignore[return-value]
+
+
+def describe_keys(config: DictConfig | None = None, width: int = 100) -> str:
+    """Every key of ``config`` (default: the bundled default) by section, as ``key=value``, for ``fit --help``.
+
+    Read from the schema, so it cannot drift from what ``load_config`` accepts; a
+    ``Choice`` field lists its other values after ``|`` (``mask=binary|signed``).
+    """
+    values = to_container(config if config is not None else load_config(), resolve=False)
+    hints = get_type_hints(ExperimentConfig)
+    sections = [("(top)", ExperimentConfig, values)] + [
+        (f"{key}.", hint, values[key]) for key, hint in hints.items() if is_dataclass(hint)
+    ]
+    lines = []
+    for label, schema, section in sections:
+        types = get_type_hints(schema)
+        items = [
+            f"{key}=" + "|".join([_shown(section[key]), *(c for c in _choices(hint) if c != section[key])])
+            for key, hint in types.items()
+            if not is_dataclass(hint)
+        ]
+        wrapped = textwrap.wrap("  ".join(items), width - 12, break_on_hyphens=False, break_long_words=False)
+        lines += [f"  {label if index == 0 else '':<9} {line}" for index, line in enumerate(wrapped)]
+    return "\n".join(lines)
+
+
+def _choices(hint: Any) -> list[str]:
+    """The values of the ``Choice`` in a field's type hint (``X`` or ``X | None``); none for other types."""
+    for arg in (hint, *get_args(hint)):
+        if isinstance(arg, type) and issubclass(arg, Choice):
+            return arg.values()
+    return []
+
+
+def _shown(value: Any) -> str:
+    """A value as it is written in an override: ``null``, ``true``, ``[a,b]``."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, list):
+        return "[" + ",".join(_shown(item) for item in value) + "]"
+    return str(value)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,11 +23,12 @@ from fedmrn_pl.callbacks import (
 )
 from fedmrn_pl.callbacks.checkpoint import CheckpointError, remove_stale_temp_files
 from fedmrn_pl.config import ConfigError, Method, fedpm_settings, to_container
-from fedmrn_pl.data import FederatedDataModule, FederatedDataset, format_partition_stats
+from fedmrn_pl.data import FederatedDataModule, FederatedDataset
 from fedmrn_pl.federated import FederatedTrainer
 from fedmrn_pl.masking import MaskingConfig, ParameterSelector, default_alpha
 from fedmrn_pl.methods.registry import build_method
 from fedmrn_pl.models import build_model
+from fedmrn_pl.run_directory import RunDirectory
 from fedmrn_pl.seeding import derive_seed
 from fedmrn_pl.task import ClassificationTask
 from fedmrn_pl.update import NoiseSpec
@@ -147,6 +149,7 @@ def build_trainer(
 _RESUMABLE_KEYS = (
     "resume",
     "output_dir",
+    "overwrite",
     "progress",
     "checkpoint_every",
     "save_payloads",
@@ -158,15 +161,23 @@ _RESUMABLE_KEYS = (
 )
 
 
-def run_fingerprint(config: DictConfig) -> str:
-    """SHA-256 of the resolved config minus what a resume may change, as canonical YAML.
-
-    A digest, not the YAML itself, so no resolved ``${oc.env:...}`` value lands in the checkpoint.
-    """
-    fixed = to_container(config)
+def fixed_config(config: DictConfig, resolve: bool = True) -> dict[str, Any]:
+    """The config minus what a resume may change (``_RESUMABLE_KEYS``), as plain data."""
+    fixed = to_container(config, resolve=resolve)
     for key in _RESUMABLE_KEYS:
         section, _, leaf = key.rpartition(".")
         (fixed[section] if section else fixed).pop(leaf, None)
+    return fixed
+
+
+def run_fingerprint(config: DictConfig) -> str:
+    """SHA-256 of the resolved config minus what a resume may change, as canonical YAML.
+
+    A digest of the resolved values, so no resolved ``${oc.env:...}`` value lands in the
+    checkpoint; beside it the checkpoint keeps ``fixed_config(config, resolve=False)``, the
+    values as written, so a refused resume can name what differs.
+    """
+    fixed = fixed_config(config)
     return hashlib.sha256(OmegaConf.to_yaml(OmegaConf.create(fixed), sort_keys=True).encode()).hexdigest()
 
 
@@ -174,11 +185,38 @@ def _check_same_run(checkpoint: dict[str, Any], config: DictConfig) -> None:
     saved = checkpoint.get("run_fingerprint")
     if not isinstance(saved, str):
         raise CheckpointError(f"checkpoint in {config.resume} has no run fingerprint: not written by fedmrn-pl fit")
-    if saved != run_fingerprint(config):
+    if saved == run_fingerprint(config):
+        return
+    written = checkpoint.get("run_config")  # absent in checkpoints of older versions
+    if isinstance(written, dict):
+        changed = _differences(written, fixed_config(config, resolve=False))
+        shown = "; ".join(changed[:10]) + (f"; and {len(changed) - 10} more" if len(changed) > 10 else "")
         raise ConfigError(
-            f"cannot resume {config.resume}: the config differs from the checkpoint's run in more than "
-            f"{list(_RESUMABLE_KEYS)}; resume with the run's own config.yaml"
-        )
+            f"cannot resume {config.resume}: "
+            + (f"the config differs from the checkpoint's run in {shown}" if changed else
+               "a value written as an interpolation (${...}) resolves differently than in the checkpoint's run")
+            + f"; only {list(_RESUMABLE_KEYS)} may change on resume"
+        )  # fmt: skip
+    raise ConfigError(
+        f"cannot resume {config.resume}: the config differs from the checkpoint's run in more than "
+        f"{list(_RESUMABLE_KEYS)}; resume with the run's own config.yaml"
+    )
+
+
+def _differences(run: dict[str, Any], now: dict[str, Any], prefix: str = "") -> list[str]:
+    """``key: <run's value> in the run, <value> now`` for each leaf that differs, in key order."""
+    found = []
+    for key in sorted(set(run) | set(now)):
+        old, new = run.get(key, _ABSENT), now.get(key, _ABSENT)
+        if isinstance(old, dict) and isinstance(new, dict):
+            found += _differences(old, new, f"{prefix}{key}.")
+        elif old != new:
+            shown = ["absent" if value is _ABSENT else json.dumps(value) for value in (old, new)]
+            found.append(f"{prefix}{key}: {shown[0]} in the run, {shown[1]} now")
+    return found
+
+
+_ABSENT = object()  # a key one side of a comparison does not have (a config from another version)
 
 
 def run_callbacks(config: DictConfig) -> list[FederatedCallback]:
@@ -231,16 +269,20 @@ def run_experiment(config: DictConfig, callbacks: Sequence[FederatedCallback] = 
     """
     output_dir = Path(config.output_dir)
     _check_output_dir(output_dir)
+    resume_advice = (
+        f"continue it with `fedmrn-pl fit --resume {output_dir}`, write to another output_dir=, or replace it with overwrite=true"
+    )
+    RunDirectory(output_dir, config.overwrite).check(bool(config.resume), resume_advice)  # before the data loads
     try:
         datamodule = build_datamodule(config)
     except ValueError as error:  # partition settings that the data cannot satisfy
         raise ConfigError(f"data settings: {error}") from None
     log.info("data: %s, %d clients, partition %s", config.data.name, config.data.num_clients, config.data.partition)
-    log.info("%s", format_partition_stats(datamodule.partition_stats))
-    fingerprint = {"run_fingerprint": run_fingerprint(config)}
+    fingerprint = {"run_fingerprint": run_fingerprint(config), "run_config": fixed_config(config, resolve=False)}
     saving = [FederatedCheckpoint(output_dir, config.checkpoint_every, fingerprint)] if config.checkpoint_every else []
     artifacts = RunArtifacts(
         output_dir,
+        overwrite=config.overwrite,
         extra={
             "dense_dtype": str(config.method.dense_dtype),
             "mask_encoding": str(config.method.mask_encoding),
@@ -260,7 +302,11 @@ def run_experiment(config: DictConfig, callbacks: Sequence[FederatedCallback] = 
         _check_same_run(checkpoint, config)
         trainer.load_state_dict(checkpoint)
         log.info("resumed from %s after round %d of %d", config.resume, trainer.completed_rounds, trainer.rounds)
-    if trainer.is_global_zero:  # under torchrun, rank 0 alone writes the run's files
-        _start_output_dir(config, output_dir)  # only now, when nothing can refuse the run any more
-    trainer.fit()
+    try:
+        if trainer.is_global_zero:  # under torchrun, rank 0 alone writes the run's files
+            artifacts.directory.claim(bool(config.resume), resume_advice)  # refuses a run started meanwhile
+            _start_output_dir(config, output_dir)  # only now, when nothing can refuse the run any more
+        trainer.fit()
+    finally:
+        artifacts.directory.release()  # released already when the run ended; not when it never started
     return artifacts.written if artifacts.written is not None else dict(trainer.summary or {})

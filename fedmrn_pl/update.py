@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-
-import torch
+from typing import TYPE_CHECKING
 
 from fedmrn_pl.choices import Choice
-from fedmrn_pl.compressed import CompressedTensor
+
+if TYPE_CHECKING:  # annotations only: the config reads the choices here without loading torch
+    import torch
+
+    from fedmrn_pl.compressed import CompressedTensor
 
 __all__ = ["DENSE_KIND", "MASK_KINDS", "ClientUpdate", "DenseDtype", "MaskKind", "NoiseFamily", "NoiseSpec"]
 

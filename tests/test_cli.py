@@ -307,3 +307,81 @@ def test_fit_judged_by_the_test_loss(tmp_path, capsys):
     printed = capsys.readouterr().out
     loss, accuracy = metrics["per_round"][0]["test/loss"], metrics["final_test_accuracy"]
     assert f"final test loss {loss:.4f} (best {loss:.4f} in round 1, lower is better), test accuracy {accuracy:.4f}" in printed
+
+
+def _help(command: str, capsys) -> str:
+    """``fedmrn-pl COMMAND --help`` as printed."""
+    with pytest.raises(SystemExit) as exit_:
+        main([command, "--help"])
+    assert exit_.value.code == 0
+    return capsys.readouterr().out
+
+
+def test_fit_help_lists_every_config_key_with_its_default_and_gives_examples(capsys):
+    from fedmrn_pl.config import to_container
+
+    text = _help("fit", capsys)
+    for section, values in to_container(load_config(), resolve=False).items():
+        if isinstance(values, dict):
+            assert f"  {section}.  " in text
+            for key in values:
+                assert f" {key}=" in text, f"{section}.{key}"
+    for shown in ("rounds=10", "lr=0.1", "name=mnist5k|cifar10", "mask=binary|signed", "downlink=dense|masks"):
+        assert shown in text
+    assert "examples:" in text and "fedmrn-pl fit --resume runs/default train.rounds=20" in text
+    assert "default.yaml" in text and "cifar10_cnn8.yaml" in text
+
+
+def test_compare_help_names_every_method(capsys):
+    from fedmrn_pl.compare import VARIANTS
+    from fedmrn_pl.config import Method
+
+    text = _help("compare", capsys)
+    for method in Method.values():
+        assert f"  {method} " in text
+    for name, overrides in VARIANTS.items():
+        assert " ".join(overrides) in text.split(f"  {name} ", 1)[1].splitlines()[0]
+
+
+def test_a_failed_download_is_one_line_exit_2_naming_the_dataset_its_url_and_the_expected_path(
+    tmp_path, capsys, monkeypatch
+):
+    import urllib.error
+
+    import torchvision.datasets.utils
+
+    def offline(url, *args, **kwargs):  # the network fails, as it does on a machine without one
+        raise urllib.error.URLError("[Errno -2] Name or service not known")
+
+    monkeypatch.setattr(torchvision.datasets.utils, "download_url", offline)
+    argv = ["fit", "data.name=fmnist", "data.download=true", f"data.root={tmp_path}", f"output_dir={tmp_path / 'run'}"]
+    err = _refused(argv, capsys)
+    assert "Dataset 'fmnist' could not be downloaded from http://fashion-mnist.s3-website" in err
+    assert "Name or service not known" in err
+    assert f"{tmp_path / 'FashionMNIST' / 'raw'}: train-images-idx3-ubyte" in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_refused_resume_names_each_differing_key_with_both_values(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["fit", *SMALL, f"output_dir={out}"]) == 0
+    err = _refused(["fit", "--resume", str(out), "train.lr=0.5", "method.mask=signed", "train.rounds=3"], capsys)
+    assert 'the config differs from the checkpoint\'s run in method.mask: "binary" in the run, "signed" now; ' in err
+    assert "train.lr: 0.1 in the run, 0.5 now; only [" in err
+    assert "train.rounds" not in err.split("; only")[0]  # a resume may change it
+
+
+def test_a_checkpoint_without_its_config_still_refuses_a_changed_resume(tmp_path, capsys):
+    import torch
+
+    from fedmrn_pl.callbacks import save_checkpoint
+
+    out = tmp_path / "run"
+    assert main(["fit", *SMALL, f"output_dir={out}"]) == 0
+    state = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert state.pop("run_config")["train"]["lr"] == 0.1
+    del state["state_sha256"]
+    save_checkpoint(state, out / "checkpoint.pt")  # as versions that stored only the digest wrote it
+    err = _refused(["fit", "--resume", str(out), "train.lr=0.5"], capsys)
+    assert "the config differs from the checkpoint's run in more than" in err
+    assert main(["fit", "--resume", str(out), "train.rounds=2"]) == 0

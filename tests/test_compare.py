@@ -45,6 +45,20 @@ def test_compare_writes_the_table_and_plots_and_a_second_call_resumes(tmp_path, 
     assert (out / "fedavg" / "seed_0" / "metrics.json").read_text() == before
 
 
+def test_compare_refuses_to_reuse_finished_runs_made_with_other_settings(tmp_path, capsys):
+    out = tmp_path / "cmp"
+    args = ["compare", "methods=[fedavg]", "seeds=[0]", *TINY, f"output_dir={out}"]
+    assert main(args) == 0
+    before = (out / "fedavg" / "seed_0" / "metrics.json").read_text()
+    capsys.readouterr()
+    assert main([*args, "train.lr=0.5"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "other settings" in err and "overwrite=true" in err
+    assert (out / "fedavg" / "seed_0" / "metrics.json").read_text() == before
+    assert main([*args, "train.lr=0.5", "overwrite=true"]) == 0
+    assert json.loads((out / "fedavg" / "seed_0" / "metrics.json").read_text())["config"]["train"]["lr"] == 0.5
+
+
 def test_compare_arguments_are_checked():
     settings, overrides = parse_compare_args(["methods=[fedavg,eden]", "seeds=[3]", "train.rounds=2"])
     assert settings.methods == ["fedavg", "eden"] and settings.seeds == [3] and overrides == ["train.rounds=2"]

@@ -44,6 +44,51 @@ def test_inspect_loads_no_training_stack(tmp_path):
     assert probe["loaded"] == []
 
 
+TRAINING_STACK = ("torch", "lightning", "torchvision", "wandb", *HEAVY)
+
+
+def _cli(*argv: str) -> dict:
+    """``python -X importtime -m fedmrn_pl ARGV``: its exit code, output, own stderr lines and training-stack imports."""
+    command = [sys.executable, "-X", "importtime", "-m", "fedmrn_pl", *argv]
+    completed = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    lines = completed.stderr.splitlines()
+    imported = {line.rpartition("|")[2].strip() for line in lines if line.startswith("import time:")}
+    return {
+        "code": completed.returncode,
+        "out": completed.stdout,
+        "err": [line for line in lines if not line.startswith("import time:")],
+        "stack": sorted(name for name in imported if name.partition(".")[0] in TRAINING_STACK),
+    }
+
+
+@pytest.mark.parametrize(
+    "overrides, words",
+    [
+        (["train.roundz=3"], "error: invalid config at 'train.roundz'"),
+        (["method.name=fedpm", "method.fedpm_prior=0.5"], "error: method.fedpm_prior=0.5 is not valid"),
+        (["model.name=resnet"], "error: model.name: Invalid value 'resnet'"),
+    ],
+)
+def test_a_bad_config_is_refused_in_one_line_before_the_training_stack_loads(overrides, words):
+    run = _cli("fit", *overrides)
+    assert run["code"] == 2
+    assert len(run["err"]) == 1 and run["err"][0].startswith(words), run["err"]
+    assert run["stack"] == []
+
+
+def test_a_bad_compare_config_is_refused_before_the_training_stack_loads():
+    run = _cli("compare", "methods=[fedmrn,fedpm]", "method.downlink=masks", "method.fedpm_reset_every=2")
+    assert run["code"] == 2 and run["err"][0].startswith("error: method.downlink=masks is not valid")
+    assert run["stack"] == []
+
+
+@pytest.mark.parametrize("command", ["fit", "compare"])
+def test_help_loads_no_training_stack(command):
+    run = _cli(command, "--help")
+    assert run["code"] == 0 and "examples:" in run["out"]
+    assert run["stack"] == []
+
+
 def test_a_run_leaves_logging_levels_and_warning_filters_as_it_found_them():
     names = [None, "lightning", "lightning.pytorch", *logging.root.manager.loggerDict]
     before_levels = {name: logging.getLogger(name).level for name in names}

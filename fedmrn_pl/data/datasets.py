@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, TensorDataset
 
-from fedmrn_pl.choices import Choice
+from fedmrn_pl.data.choices import DatasetName
 from fedmrn_pl.seeding import derive_seed
 
 __all__ = ["DatasetName", "DatasetNotFoundError", "FederatedDataset", "load_dataset"]
@@ -237,6 +237,30 @@ def _not_found_message(name: str, root: str, missing: list[str]) -> str:
     )
 
 
+def _download_failed_message(name: str, cls: type, missing: list[str], error: BaseException) -> str:
+    """One line: which dataset, from where, why it failed (the innermost reason) and where its files belong."""
+    reasons = [line.strip() for line in str(error).splitlines() if line.strip()]
+    urls = _download_urls(cls)
+    folders: dict[str, list[str]] = {}
+    for path in missing:
+        folders.setdefault(os.path.dirname(path), []).append(os.path.basename(path))
+    expected = "; ".join(f"{folder}: {', '.join(files)}" for folder, files in folders.items())
+    return (
+        f"Dataset {name!r} could not be downloaded{' from ' + ', '.join(urls) if urls else ''} "
+        f"({reasons[-1] if reasons else type(error).__name__}). Its files belong in {expected}; "
+        f"copy them there, or download on a machine with internet access."
+    )
+
+
+def _download_urls(cls: type) -> list[str]:
+    """Where torchvision fetches ``cls`` from, read from its own attributes so the message cannot drift."""
+    if hasattr(cls, "mirrors"):  # MNIST family
+        return list(cls.mirrors)
+    if hasattr(cls, "split_list"):  # SVHN
+        return [url for url, _, _ in cls.split_list.values()]
+    return [cls.url] if isinstance(getattr(cls, "url", None), str) else []  # CIFAR
+
+
 def _torchvision(name: str, spec: _TorchvisionSpec) -> Callable[..., FederatedDataset]:
     """A loader that checks the files itself, then builds the train and test splits."""
 
@@ -263,8 +287,15 @@ def _torchvision(name: str, spec: _TorchvisionSpec) -> Callable[..., FederatedDa
             chosen = augmented if train and augment and spec.augments else transform
             try:
                 return cls(root, transform=chosen, download=download, **which)
-            except RuntimeError as err:  # torchvision's "not found or corrupted"
-                raise DatasetNotFoundError(
+            except (OSError, RuntimeError) as err:  # OSError: urllib's URLError, or no room or permission to save
+                still_missing = [p for p in paths if not os.path.isfile(p)]
+                if download and (still_missing or isinstance(err, OSError)):
+                    raise DatasetNotFoundError(
+                        _download_failed_message(name, cls, still_missing or paths, err)
+                    ) from err
+                if not isinstance(err, RuntimeError):
+                    raise
+                raise DatasetNotFoundError(  # torchvision's "not found or corrupted"
                     f"Dataset {name!r} under root {root!r} could not be loaded ({err}). The files "
                     f"{', '.join(paths)} may be corrupted or not the official release: delete them and "
                     f"pass download=True, or pass verify_checksums=False for hand-made files."
@@ -285,12 +316,12 @@ def _torchvision(name: str, spec: _TorchvisionSpec) -> Callable[..., FederatedDa
     return load
 
 
+# One loader per ``DatasetName`` (data/choices.py: the names a config may use, torch-free).
 _LOADERS: dict[str, Callable[..., FederatedDataset]] = {
-    "mnist5k": _embedded("mnist5k", _mnist5k_arrays, 1000, 0.1307, 0.3081),
-    "digits": _embedded("digits", _digits_arrays, 0.2, 0.3053, 0.3760),
-    **{name: _torchvision(name, spec) for name, spec in _TORCHVISION.items()},
+    DatasetName.mnist5k: _embedded("mnist5k", _mnist5k_arrays, 1000, 0.1307, 0.3081),
+    DatasetName.digits: _embedded("digits", _digits_arrays, 0.2, 0.3053, 0.3760),
+    **{DatasetName(name): _torchvision(name, spec) for name, spec in _TORCHVISION.items()},
 }
-DatasetName = Choice("DatasetName", [(name, name) for name in sorted(_LOADERS)])  # the valid dataset names
 
 
 def load_dataset(

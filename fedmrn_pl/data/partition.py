@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from fedmrn_pl.choices import Choice
+from fedmrn_pl.data.choices import PartitionName
 from fedmrn_pl.seeding import derive_seed
 
 __all__ = [
@@ -187,13 +187,13 @@ def _iid(targets: np.ndarray, num_clients: int, seed: int) -> list[np.ndarray]:
     return partition_iid(len(targets), num_clients, seed)
 
 
+# One partitioner per ``PartitionName`` (data/choices.py: the names a config may use, torch-free).
 _PARTITIONERS: dict[str, Callable[..., list[np.ndarray]]] = {
-    "dirichlet": partition_dirichlet,
-    "iid": _iid,
-    "label_count": partition_label_count,
-    "label_count_balanced": partition_label_count_balanced,
+    PartitionName.dirichlet: partition_dirichlet,
+    PartitionName.iid: _iid,
+    PartitionName.label_count: partition_label_count,
+    PartitionName.label_count_balanced: partition_label_count_balanced,
 }
-PartitionName = Choice("PartitionName", [(name, name) for name in sorted(_PARTITIONERS)])  # the valid partitions
 
 
 def partition(

@@ -1,8 +1,22 @@
-"""The federated loop: trainer, client sampling and aggregation strategies."""
+"""The federated loop: trainer, client sampling and aggregation strategies.
 
-from fedmrn_pl.federated.evaluation import EvaluationError
-from fedmrn_pl.federated.sampling import sample_clients
-from fedmrn_pl.federated.strategies import FedAvg, FedMRN, Strategy
-from fedmrn_pl.federated.trainer import ClientData, FederatedTrainer
+Names load on first use, so the config (which types a field with ``DownlinkMode``)
+does not pull in Lightning.
+"""
 
-__all__ = ["ClientData", "EvaluationError", "FedAvg", "FedMRN", "FederatedTrainer", "Strategy", "sample_clients"]
+from __future__ import annotations
+
+from fedmrn_pl._lazy import lazy_exports
+
+_EXPORTS = {
+    "ClientData": "fedmrn_pl.federated.trainer",
+    "EvaluationError": "fedmrn_pl.federated.evaluation",
+    "FedAvg": "fedmrn_pl.federated.strategies",
+    "FedMRN": "fedmrn_pl.federated.strategies",
+    "FederatedTrainer": "fedmrn_pl.federated.trainer",
+    "Strategy": "fedmrn_pl.federated.strategies",
+    "sample_clients": "fedmrn_pl.federated.sampling",
+}
+
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

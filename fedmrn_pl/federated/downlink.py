@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from fedmrn_pl.choices import Choice
+from fedmrn_pl.federated.choices import DownlinkMode
 from fedmrn_pl.federated.strategies import Strategy
 from fedmrn_pl.report import global_model_sha256, state_bytes
 from fedmrn_pl.update import ClientUpdate
@@ -27,13 +27,6 @@ from fedmrn_pl.wire.round_message import decode_round_message, encode_round_mess
 __all__ = ["Delivery", "DownlinkError", "DownlinkMode", "DownlinkReceiver", "ServerDownlink", "rebuild_global"]
 
 State = dict[str, torch.Tensor]
-
-
-class DownlinkMode(Choice):
-    """How the global model reaches the sampled clients."""
-
-    dense = "dense"  # the model's tensors, every round
-    masks = "masks"  # the round messages a client missed (dense when it never synced or missed too many)
 
 
 class DownlinkError(RuntimeError):

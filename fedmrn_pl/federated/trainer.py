@@ -41,6 +41,9 @@ from fedmrn_pl.federated.run_config import describe_run
 from fedmrn_pl.federated.sampling import sample_clients
 from fedmrn_pl.federated.strategies import FedMRN, Strategy
 from fedmrn_pl.federated.distributed import DEFAULT_TIMEOUT_SECONDS, Ranks, clients_of_rank, local_device_index
+from fedmrn_pl.console import show_library_logs
+from fedmrn_pl.data.partition import format_partition_stats
+from fedmrn_pl.interrupt import GracefulStop, RunInterrupted
 from fedmrn_pl.masking import MaskingConfig
 from fedmrn_pl.messages import FitRequest, FitResult
 from fedmrn_pl.report import run_summary, sample_weighted_mean, state_bytes
@@ -71,18 +74,22 @@ class FederatedTrainer:
         run_seed: the seed every random stream is derived from.
         min_clients: fewest valid updates a round needs to change the global model.
         callbacks: federated callbacks; ``SeedSync``, ``MaskPacking`` and ``ProgressDisplay`` (bars
-            on an interactive terminal only) are added if absent.
+            on an interactive terminal, one logged line per round elsewhere) are added if absent.
         trainer_kwargs: passed to each local ``lightning.Trainer`` and the evaluation one
             (``accelerator``, ``devices``, ``precision`` ...); keys the trainer sets itself
             (``max_epochs`` ...) are refused. A ``logger`` gets each client fit under
             ``round_<r>/client_<c>/`` and the round metrics at ``step = round``.
         max_payload_bytes: payloads above this size are refused unread.
-        threads: torch intra-op threads while the run trains and evaluates (restored after);
-            CPU sums depend on it, so equal results need equal counts. None keeps the process's.
+        threads: torch intra-op threads while the run trains and evaluates (restored after); 1, as
+            in the CLI: clients' small batches run 5-15x slower with torch's default on shared
+            cores, and CPU sums depend on the count. None keeps the process's.
         timeout_seconds: how long a collective waits for a peer rank under torchrun.
         client_timeout: seconds a client's local fit may take; a slower client is stopped
             after its current batch and dropped with the reason (None: no limit).
         output_dir: if set, ``metrics.json`` and the plots are written there when the run ends.
+            The run owns the directory while it runs; one that holds an earlier run is refused
+            (a resumed run continues its own).
+        overwrite: replace an earlier run in ``output_dir`` instead of refusing to start.
         label: the run's name in summaries and plots; default ``fedmrn-<mask kind>`` or the strategy's name.
         metric_keys: the names your module logs for ``train/loss``, ``test/acc`` and ``test/loss``,
             e.g. ``{"test/acc": "val_acc"}``; see ``MetricKeys``.
@@ -112,10 +119,11 @@ class FederatedTrainer:
         callbacks: Sequence[FederatedCallback] = (),
         trainer_kwargs: Mapping[str, Any] | None = None,
         max_payload_bytes: int = DEFAULT_MAX_BYTES,
-        threads: int | None = None,
+        threads: int | None = 1,
         timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS,
         client_timeout: float | None = None,
         output_dir: str | Path | None = None,
+        overwrite: bool = False,
         label: str | None = None,
         metric_keys: Mapping[str, str] | None = None,
         monitor: str = "test/acc",
@@ -157,7 +165,8 @@ class FederatedTrainer:
         self.trainer_kwargs = _per_rank_trainer_kwargs(dict(trainer_kwargs or {}), self.ranks)
         check_trainer_kwargs(self.trainer_kwargs)
         self.label = label or (strategy.name if masking is None else f"{strategy.name}-{masking.kind}")
-        self.callbacks, self.wire = _with_default_callbacks(callbacks, output_dir)
+        self.callbacks, self.wire = _with_default_callbacks(callbacks, output_dir, overwrite)
+        show_library_logs()  # progress and the partition on the console, unless the application configured logging
         if user_loggers(self.trainer_kwargs):
             self.callbacks.append(RoundMetricsLogger(user_loggers(self.trainer_kwargs)))
         self.metric_keys = MetricKeys(metric_keys, monitor, monitor_mode)
@@ -218,9 +227,11 @@ class FederatedTrainer:
         if self.threads is not None:
             torch.set_num_threads(self.threads)
         try:
-            self._call("on_fit_start")
-            for server_round in range(self.completed_rounds + 1, self.rounds + 1):
-                self.run_round(server_round)
+            with GracefulStop(enabled=self.ranks.world_size == 1) as stop:  # ranks could not agree on a round
+                self._call("on_fit_start")
+                if self.is_global_zero and self.completed_rounds == 0:
+                    _log_partition(self.data)
+                self._run_rounds(stop)
             self.elapsed_seconds = time.perf_counter() - self._fit_origin
             self.summary = run_summary(
                 self.label, self.history, self.global_state, self.elapsed_seconds, monitor=self.monitor
@@ -233,6 +244,19 @@ class FederatedTrainer:
         finally:
             torch.set_num_threads(threads)
         return self.history
+
+    def _run_rounds(self, stop: GracefulStop) -> None:
+        """The remaining rounds; Ctrl-C stops them at a round boundary (a second press, at once)."""
+        try:
+            for server_round in range(self.completed_rounds + 1, self.rounds + 1):
+                self.run_round(server_round)
+                if stop.requested and server_round < self.rounds:
+                    raise RunInterrupted(server_round, self.rounds)
+        except (KeyboardInterrupt, SystemExit) as error:
+            # Lightning turns a KeyboardInterrupt inside a client's fit into SystemExit(1).
+            if isinstance(error, RunInterrupted) or not (stop.forced or isinstance(error, KeyboardInterrupt)):
+                raise
+            raise RunInterrupted(self.completed_rounds, self.rounds, forced=True) from None
 
     def run_round(self, server_round: int) -> dict[str, Any]:
         """One full round: sample, train clients (this rank's share), aggregate and evaluate on rank 0."""
@@ -430,7 +454,7 @@ class FederatedTrainer:
 
 
 def _with_default_callbacks(
-    callbacks: Sequence[FederatedCallback], output_dir: str | Path | None
+    callbacks: Sequence[FederatedCallback], output_dir: str | Path | None, overwrite: bool = False
 ) -> tuple[list[FederatedCallback], MaskPacking]:
     """SeedSync first, RunArtifacts next (when a directory is given), MaskPacking after the user's client hooks;
     progress on a terminal unless the caller chose a ``ProgressDisplay``.
@@ -442,9 +466,9 @@ def _with_default_callbacks(
         if not isinstance(callback, FederatedCallback):
             raise TypeError(f"callbacks must be FederatedCallback instances, got {type(callback).__name__}")
     if output_dir is not None and not any(isinstance(c, RunArtifacts) for c in callbacks):
-        callbacks.insert(0, RunArtifacts(output_dir))
+        callbacks.insert(0, RunArtifacts(output_dir, overwrite=overwrite))
     if not any(isinstance(c, ProgressDisplay) for c in callbacks):
-        callbacks.append(ProgressDisplay.for_terminal())
+        callbacks.append(ProgressDisplay())
     if not any(isinstance(c, SeedSync) for c in callbacks):
         callbacks.insert(0, SeedSync())
     packers = [c for c in callbacks if isinstance(c, MaskPacking)]
@@ -454,6 +478,16 @@ def _with_default_callbacks(
         packers.append(MaskPacking())
         callbacks.append(packers[0])
     return callbacks, packers[0]
+
+
+def _log_partition(data: ClientData) -> None:
+    """Say how the clients' data is split (sizes, labels), when the data can tell: the run's first line."""
+    try:
+        stats = getattr(data, "partition_stats", None)
+    except (ValueError, TypeError):  # labels the data cannot say: nothing to show
+        return
+    if isinstance(stats, Mapping) and "summary" in stats:
+        log.info("%s", format_partition_stats(stats))
 
 
 def _per_rank_trainer_kwargs(trainer_kwargs: dict[str, Any], ranks: Ranks) -> dict[str, Any]:

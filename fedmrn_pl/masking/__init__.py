@@ -1,62 +1,45 @@
-"""Masked random noise: noise generation, SM/PSM and the parametrization of any module."""
+"""Masked random noise: noise generation, SM/PSM and the parametrization of any module.
 
-from fedmrn_pl.masking.config import MaskingConfig, default_alpha
-from fedmrn_pl.masking.functional import (
-    MaskSampling,
-    Schedule,
-    expected_mask,
-    mask_values,
-    masked_noise,
-    psm_probability,
-    stochastic_mask,
-    threshold_mask,
-)
-from fedmrn_pl.masking.noise import MIN_NOISE_MAGNITUDE, generate_noise
-from fedmrn_pl.masking.parametrization import (
-    MaskedNoise,
-    apply_masked_noise,
-    begin_mask_step,
-    end_mask_step,
-    is_masked,
-    masked_parametrizations,
-    remove_masked_noise,
-    sample_final_masks,
-    set_mask_generator,
-    set_mask_probability,
-)
-from fedmrn_pl.masking.reconstruct import mask_to_values, reconstruct_delta
-from fedmrn_pl.masking.scales import MAX_NOISE_SCALE, NoiseScale, as_wire_scale, next_noise_scales, tensor_rms
-from fedmrn_pl.masking.selection import ParameterSelector
+Names load on first use, so the config (which types fields with ``Schedule``,
+``MaskSampling`` and ``NoiseScale``) does not pull in torch.
+"""
 
-__all__ = [
-    "MAX_NOISE_SCALE",
-    "MIN_NOISE_MAGNITUDE",
-    "MaskSampling",
-    "MaskedNoise",
-    "MaskingConfig",
-    "NoiseScale",
-    "ParameterSelector",
-    "Schedule",
-    "apply_masked_noise",
-    "as_wire_scale",
-    "begin_mask_step",
-    "default_alpha",
-    "end_mask_step",
-    "expected_mask",
-    "generate_noise",
-    "is_masked",
-    "mask_to_values",
-    "mask_values",
-    "masked_noise",
-    "masked_parametrizations",
-    "next_noise_scales",
-    "psm_probability",
-    "reconstruct_delta",
-    "remove_masked_noise",
-    "sample_final_masks",
-    "set_mask_generator",
-    "set_mask_probability",
-    "stochastic_mask",
-    "tensor_rms",
-    "threshold_mask",
-]
+from __future__ import annotations
+
+from fedmrn_pl._lazy import lazy_exports
+
+_EXPORTS = {
+    "MAX_NOISE_SCALE": "fedmrn_pl.masking.scales",
+    "MIN_NOISE_MAGNITUDE": "fedmrn_pl.masking.noise",
+    "MaskSampling": "fedmrn_pl.masking.choices",
+    "MaskedNoise": "fedmrn_pl.masking.parametrization",
+    "MaskingConfig": "fedmrn_pl.masking.config",
+    "NoiseScale": "fedmrn_pl.masking.choices",
+    "ParameterSelector": "fedmrn_pl.masking.selection",
+    "Schedule": "fedmrn_pl.masking.choices",
+    "apply_masked_noise": "fedmrn_pl.masking.parametrization",
+    "as_wire_scale": "fedmrn_pl.masking.scales",
+    "begin_mask_step": "fedmrn_pl.masking.parametrization",
+    "default_alpha": "fedmrn_pl.masking.config",
+    "end_mask_step": "fedmrn_pl.masking.parametrization",
+    "expected_mask": "fedmrn_pl.masking.functional",
+    "generate_noise": "fedmrn_pl.masking.noise",
+    "is_masked": "fedmrn_pl.masking.parametrization",
+    "mask_to_values": "fedmrn_pl.masking.reconstruct",
+    "mask_values": "fedmrn_pl.masking.functional",
+    "masked_noise": "fedmrn_pl.masking.functional",
+    "masked_parametrizations": "fedmrn_pl.masking.parametrization",
+    "next_noise_scales": "fedmrn_pl.masking.scales",
+    "psm_probability": "fedmrn_pl.masking.functional",
+    "reconstruct_delta": "fedmrn_pl.masking.reconstruct",
+    "remove_masked_noise": "fedmrn_pl.masking.parametrization",
+    "sample_final_masks": "fedmrn_pl.masking.parametrization",
+    "set_mask_generator": "fedmrn_pl.masking.parametrization",
+    "set_mask_probability": "fedmrn_pl.masking.parametrization",
+    "stochastic_mask": "fedmrn_pl.masking.functional",
+    "tensor_rms": "fedmrn_pl.masking.scales",
+    "threshold_mask": "fedmrn_pl.masking.functional",
+}
+
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

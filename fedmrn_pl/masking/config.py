@@ -6,8 +6,7 @@ from dataclasses import dataclass, field
 
 import math
 
-from fedmrn_pl.masking.functional import MaskSampling, Schedule
-from fedmrn_pl.masking.scales import NoiseScale
+from fedmrn_pl.masking.choices import MaskSampling, NoiseScale, Schedule
 from fedmrn_pl.masking.selection import ParameterSelector
 from fedmrn_pl.update import MaskKind, NoiseSpec
 

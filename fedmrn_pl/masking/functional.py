@@ -21,7 +21,7 @@ import math
 
 import torch
 
-from fedmrn_pl.choices import Choice
+from fedmrn_pl.masking.choices import MaskSampling, Schedule
 from fedmrn_pl.update import MaskKind
 
 __all__ = [
@@ -35,20 +35,6 @@ __all__ = [
     "stochastic_mask",
     "threshold_mask",
 ]
-
-class Schedule(Choice):
-    """How the PSM probability ``p`` grows over a client's local steps."""
-
-    linear = "linear"  # p = step / total (the paper)
-    cosine = "cosine"  # p = (1 - cos(pi * step / total)) / 2
-    constant = "constant"  # p = 1: plain stochastic masking (SM)
-
-
-class MaskSampling(Choice):
-    """How the uploaded mask is drawn at the end of local training (PSM during training is unchanged)."""
-
-    stochastic = "stochastic"  # SM: m ~ its Bernoulli (the paper)
-    threshold = "threshold"  # ablation: m = 1 where the expected mask >= 0.5 (binary) or >= 0 (signed: +1)
 
 
 def _sample(ratio: torch.Tensor, draw: torch.Tensor, kind: str, p: float = 1.0) -> torch.Tensor:

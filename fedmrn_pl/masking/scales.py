@@ -22,19 +22,12 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import torch
 
-from fedmrn_pl.choices import Choice
+from fedmrn_pl.masking.choices import NoiseScale
 
 __all__ = ["MAX_NOISE_SCALE", "MIN_NOISE_SCALE", "NoiseScale", "as_wire_scale", "next_noise_scales", "tensor_rms"]
 
 MIN_NOISE_SCALE = 1e-8  # the noise's own floor (``MIN_NOISE_MAGNITUDE``): below it every |n| is the same
 MAX_NOISE_SCALE = 1e4  # far above any weight step; keeps a runaway report from producing inf noise
-
-
-class NoiseScale(Choice):
-    """How each masked tensor's noise magnitude is chosen."""
-
-    adaptive = "adaptive"  # per tensor and round: scale_factor x the clients' last update RMS (first round: alpha)
-    absolute = "absolute"  # the paper: alpha for every tensor, every round
 
 
 def as_wire_scale(value: float) -> float:

@@ -6,8 +6,7 @@ pull in the training stack.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from fedmrn_pl._lazy import lazy_exports
 
 _EXPORTS = {
     "COMPRESSED_METHODS": "fedmrn_pl.methods.registry",
@@ -16,7 +15,7 @@ _EXPORTS = {
     "EdenSign": "fedmrn_pl.methods.compressors",
     "FedPM": "fedmrn_pl.methods.fedpm",
     "FedPMClient": "fedmrn_pl.methods.fedpm",
-    "QuantNorm": "fedmrn_pl.methods.functional",
+    "QuantNorm": "fedmrn_pl.methods.choices",
     "ScaledSign": "fedmrn_pl.methods.compressors",
     "StochasticSign": "fedmrn_pl.methods.compressors",
     "TopK": "fedmrn_pl.methods.compressors",
@@ -28,13 +27,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'fedmrn_pl.methods' has no attribute {name!r}")
-    value = getattr(importlib.import_module(_EXPORTS[name]), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_EXPORTS])
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

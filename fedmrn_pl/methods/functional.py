@@ -12,8 +12,8 @@ import math
 
 import torch
 
-from fedmrn_pl.choices import Choice
 from fedmrn_pl.compressed import SignScale, Sparse
+from fedmrn_pl.methods.choices import QuantNorm
 from fedmrn_pl.seeding import derive_seed, make_generator
 
 __all__ = [
@@ -33,13 +33,6 @@ __all__ = [
 ]
 
 MAX_ROTATION_BLOCK = 1 << 14  # Hadamard blocks of at most 16384 entries: padding stays small
-
-
-class QuantNorm(Choice):
-    """The scale of stochastic 1-bit quantisation: ``linf`` (max |x|, lower variance) or ``l2`` (QSGD's norm)."""
-
-    linf = "linf"
-    l2 = "l2"
 
 
 def sign_compress(delta: torch.Tensor) -> SignScale:

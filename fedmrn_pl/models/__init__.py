@@ -1,19 +1,25 @@
-"""Plain ``nn.Module`` models from the FedMRN paper; nothing federated in here."""
+"""Plain ``nn.Module`` models from the FedMRN paper; nothing federated in here.
 
-from fedmrn_pl.models.cnn import CNN4, CNN8, ConvNet
-from fedmrn_pl.models.initialization import PAPER_INIT_STD, InitScheme, initialize_weights
-from fedmrn_pl.models.mlp import MLP
-from fedmrn_pl.models.registry import DEFAULT_INIT, ModelName, build_model
+Names load on first use, so the config (which types fields with ``ModelName`` and
+``InitScheme``) does not pull in torch.
+"""
 
-__all__ = [
-    "CNN4",
-    "CNN8",
-    "ConvNet",
-    "DEFAULT_INIT",
-    "InitScheme",
-    "MLP",
-    "ModelName",
-    "PAPER_INIT_STD",
-    "build_model",
-    "initialize_weights",
-]
+from __future__ import annotations
+
+from fedmrn_pl._lazy import lazy_exports
+
+_EXPORTS = {
+    "CNN4": "fedmrn_pl.models.cnn",
+    "CNN8": "fedmrn_pl.models.cnn",
+    "ConvNet": "fedmrn_pl.models.cnn",
+    "DEFAULT_INIT": "fedmrn_pl.models.registry",
+    "InitScheme": "fedmrn_pl.models.choices",
+    "MLP": "fedmrn_pl.models.mlp",
+    "ModelName": "fedmrn_pl.models.choices",
+    "PAPER_INIT_STD": "fedmrn_pl.models.initialization",
+    "build_model": "fedmrn_pl.models.registry",
+    "initialize_weights": "fedmrn_pl.models.initialization",
+}
+
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -9,18 +9,11 @@ from __future__ import annotations
 
 from torch import nn
 
-from fedmrn_pl.choices import Choice
+from fedmrn_pl.models.choices import InitScheme
 
 __all__ = ["PAPER_INIT_STD", "InitScheme", "initialize_weights"]
 
 PAPER_INIT_STD = 0.01  # std of the N(0, std) weight init used in the FedMRN paper
-
-
-class InitScheme(Choice):
-    """How the built-in models initialise conv/linear weights."""
-
-    default = "default"  # PyTorch's own (Kaiming-uniform)
-    paper = "paper"  # N(0, PAPER_INIT_STD) weights, zero biases
 
 
 def initialize_weights(module: nn.Module, init: str = "paper") -> nn.Module:

@@ -7,7 +7,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from fedmrn_pl.choices import Choice
+from fedmrn_pl.models.choices import ModelName
 from fedmrn_pl.models.cnn import CNN4, CNN8
 from fedmrn_pl.models.mlp import MLP
 
@@ -18,12 +18,12 @@ def _build_mlp(in_channels: int, num_classes: int, image_size: int, bias: bool, 
     return MLP(in_channels * image_size * image_size, num_classes, bias=bias, init=init)
 
 
+# One builder per ``ModelName`` (models/choices.py: the names a config may use, torch-free).
 _BUILDERS: dict[str, Callable[[int, int, int, bool, str], nn.Module]] = {
-    "cnn4": CNN4,
-    "cnn8": CNN8,
-    "mlp": _build_mlp,
+    ModelName.cnn4: CNN4,
+    ModelName.cnn8: CNN8,
+    ModelName.mlp: _build_mlp,
 }
-ModelName = Choice("ModelName", [(name, name) for name in sorted(_BUILDERS)])  # the valid model names
 
 # Each model's init when none is asked for: one that learns. The CNNs' BatchNorm rescales the
 # paper's N(0, 0.01) weights; the MLP has no normalisation, so N(0, 0.01) shrinks activations

@@ -11,40 +11,33 @@ Every malformed payload raises :class:`PayloadError`.
 
 from __future__ import annotations
 
-from fedmrn_pl.wire.bits import pack_bits, packed_size, unpack_bits
-from fedmrn_pl.wire.dense_coding import DenseEncoding
-from fedmrn_pl.wire.errors import PayloadError
-from fedmrn_pl.wire.round_message import RoundMessage, decode_round_message, encode_round_message
-from fedmrn_pl.wire.format import DEFAULT_MAX_BYTES, MaskEncoding, TensorSpec, decode_update, describe_payload, encode_update, expected_manifest
-from fedmrn_pl.wire.layout import (
-    CHECKSUM_SIZE,
-    FORMAT_VERSION,
-    HEADER_SIZE,
-    MAGIC,
-    manifest_size,
-    payload_size,
-)
+from fedmrn_pl._lazy import lazy_exports
 
-__all__ = [
-    "CHECKSUM_SIZE",
-    "DEFAULT_MAX_BYTES",
-    "DenseEncoding",
-    "FORMAT_VERSION",
-    "HEADER_SIZE",
-    "MAGIC",
-    "MaskEncoding",
-    "PayloadError",
-    "RoundMessage",
-    "TensorSpec",
-    "decode_round_message",
-    "decode_update",
-    "describe_payload",
-    "encode_round_message",
-    "encode_update",
-    "expected_manifest",
-    "manifest_size",
-    "pack_bits",
-    "packed_size",
-    "payload_size",
-    "unpack_bits",
-]
+# Names load on first use, so the config (which types fields with ``MaskEncoding`` and
+# ``DenseEncoding``) does not pull in torch.
+_EXPORTS = {
+    "CHECKSUM_SIZE": "fedmrn_pl.wire.layout",
+    "DEFAULT_MAX_BYTES": "fedmrn_pl.wire.format",
+    "DenseEncoding": "fedmrn_pl.wire.choices",
+    "FORMAT_VERSION": "fedmrn_pl.wire.layout",
+    "HEADER_SIZE": "fedmrn_pl.wire.layout",
+    "MAGIC": "fedmrn_pl.wire.layout",
+    "MaskEncoding": "fedmrn_pl.wire.choices",
+    "PayloadError": "fedmrn_pl.wire.errors",
+    "RoundMessage": "fedmrn_pl.wire.round_message",
+    "TensorSpec": "fedmrn_pl.wire.format",
+    "decode_round_message": "fedmrn_pl.wire.round_message",
+    "decode_update": "fedmrn_pl.wire.format",
+    "describe_payload": "fedmrn_pl.wire.format",
+    "encode_round_message": "fedmrn_pl.wire.round_message",
+    "encode_update": "fedmrn_pl.wire.format",
+    "expected_manifest": "fedmrn_pl.wire.format",
+    "manifest_size": "fedmrn_pl.wire.layout",
+    "pack_bits": "fedmrn_pl.wire.bits",
+    "packed_size": "fedmrn_pl.wire.bits",
+    "payload_size": "fedmrn_pl.wire.layout",
+    "unpack_bits": "fedmrn_pl.wire.bits",
+}
+
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

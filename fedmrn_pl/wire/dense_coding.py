@@ -19,20 +19,13 @@ import zlib
 
 import numpy as np
 
-from fedmrn_pl.choices import Choice
+from fedmrn_pl.wire.choices import DenseEncoding
 from fedmrn_pl.wire.errors import PayloadError
 
 __all__ = ["MAX_DEFLATE_RATIO", "DenseEncoding", "deflate_planes", "inflate_planes"]
 
 MAX_DEFLATE_RATIO = 1032  # DEFLATE's largest possible expansion: fewer body bytes cannot hold the tensor
 _WBITS = -15  # raw DEFLATE: no zlib header or Adler-32 (the payload has its own checksum)
-
-
-class DenseEncoding(Choice):
-    """How dense tensors travel: byte planes deflated where shorter (default), or raw bytes."""
-
-    deflate = "deflate"
-    raw = "raw"
 
 
 def deflate_planes(raw: bytes, itemsize: int) -> bytes:

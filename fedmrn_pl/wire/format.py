@@ -17,7 +17,6 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import torch
 
-from fedmrn_pl.choices import Choice
 from fedmrn_pl.compressed import SignScale, Sparse
 from fedmrn_pl.update import ClientUpdate, DenseDtype
 from fedmrn_pl.wire.bits import pack_bits, unpack_bits
@@ -49,6 +48,7 @@ from fedmrn_pl.wire.layout import (
     dtype_name,
     extent,
 )
+from fedmrn_pl.wire.choices import MaskEncoding
 from fedmrn_pl.wire.context_coding import noise_contexts, uses_contexts
 from fedmrn_pl.wire.dense_coding import DenseEncoding, deflate_planes, inflate_planes
 from fedmrn_pl.wire.mask_coding import decode_in_contexts, decode_mask, encode_in_contexts, encode_mask
@@ -67,13 +67,6 @@ __all__ = [
 ]
 
 ROLES = ("mask", "dense", "sign_scale", "sparse")
-
-
-class MaskEncoding(Choice):
-    """How masks travel: entropy-coded where that is shorter (default), or packed 8 per byte."""
-
-    coded = "coded"
-    packed = "packed"
 
 
 DEFAULT_MAX_BYTES = 1 << 31  # the largest payload a server reads unless told otherwise

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import logging
 import math
 from types import SimpleNamespace
 from typing import Any
@@ -91,29 +92,35 @@ def test_a_run_judged_by_its_loss_still_shows_its_accuracy() -> None:
     assert format_round(metrics, 2, [metrics], Monitor("test/loss")).startswith("round 1/2  loss 0.2311  acc 0.6100  ")
 
 
-def test_bars_and_lines_show_the_monitored_metric(capsys: pytest.CaptureFixture[str]) -> None:
+def test_bars_and_lines_show_the_monitored_metric(
+    capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="fedmrn_pl")
     rounds = [regression_metrics(1, 0.25), regression_metrics(2, 0.125)]
     simulate(ProgressDisplay(interactive=False), rounds, total=2, monitor=Monitor("test_mse", "min"))
     simulate(ProgressDisplay(interactive=True), rounds, total=2, monitor=Monitor("test_mse", "min"))
     out = capsys.readouterr().out
-    assert "round 2/2  test_mse 0.1250  loss -  uplink" in out and "test_mse=0.1250" in out
-    assert "acc" not in out
+    assert "round 2/2  test_mse 0.1250  loss -  uplink" in caplog.text and "test_mse=0.1250" in out
+    assert "acc" not in out and "acc" not in caplog.text
 
 
-def test_non_interactive_prints_one_line_per_round(capsys: pytest.CaptureFixture[str]) -> None:
+def test_non_interactive_logs_one_line_per_round(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="fedmrn_pl")
     rounds = [round_metrics(1, 0.61), round_metrics(2, 0.85, dropped=1)]
     simulate(ProgressDisplay(), rounds, total=2)  # captured stdout is no terminal
-    lines = capsys.readouterr().out.splitlines()
+    assert {record.name for record in caplog.records} == {"fedmrn_pl.progress"}
+    lines = caplog.messages
     assert len(lines) == 2
     assert lines[0].startswith("round 1/2  acc 0.6100  loss 0.2311  uplink 0.29 MB (cum 0.29 MB, 27.0x)  dropped 0")
     assert lines[1].startswith("round 2/2  acc 0.8500  loss 0.2311  uplink 0.29 MB (cum 0.58 MB, 27.0x)  dropped 1")
 
 
-def test_disabled_prints_nothing(capsys: pytest.CaptureFixture[str]) -> None:
+def test_disabled_prints_nothing(capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="fedmrn_pl")
     simulate(ProgressDisplay(enabled=False), [round_metrics(1, 0.6)], total=1)
     simulate(ProgressDisplay(enabled=False, interactive=True), [round_metrics(1, 0.6)], total=1)
     captured = capsys.readouterr()
-    assert captured.out == "" and captured.err == ""
+    assert captured.out == "" and captured.err == "" and caplog.text == ""
 
 
 def test_interactive_draws_bars_with_accuracy_and_uplink(capsys: pytest.CaptureFixture[str]) -> None:

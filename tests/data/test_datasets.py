@@ -159,6 +159,12 @@ def test_embedded_split_is_deterministic_for_a_seed_and_changes_with_it() -> Non
     assert not torch.equal(first.train.tensors[0], other.train.tensors[0])
 
 
+def test_every_dataset_name_has_a_loader_and_every_loader_a_name() -> None:
+    from fedmrn_pl.data.datasets import _LOADERS
+
+    assert sorted(_LOADERS) == DatasetName.values()  # data/choices.py (torch-free) and the registry agree
+
+
 def test_dataset_names_and_unknown_name_error() -> None:
     assert DatasetName.values() == ["cifar10", "cifar100", "digits", "fmnist", "mnist5k", "svhn"]
     with pytest.raises(ValueError, match=r"choose one of \['cifar10', 'cifar100', 'digits', 'fmnist', 'mnist5k', 'svhn'\]"):
@@ -226,6 +232,44 @@ def test_missing_files_raise_an_error_naming_every_expected_path(name: str, tmp_
     assert repr(name) in message and "download=True" in message
     for relative in EXPECTED_FILES[name]:
         assert str(tmp_path / "data" / relative) in message
+
+
+SOURCES = {  # where torchvision downloads each set from
+    "fmnist": "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
+    "svhn": "http://ufldl.stanford.edu/housenumbers/train_32x32.mat",
+    "cifar10": "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
+    "cifar100": "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz",
+}
+
+
+def _no_network(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every torchvision download fails as it does offline (the network, not the code under test, is simulated)."""
+    import urllib.error
+
+    import torchvision.datasets.svhn
+    import torchvision.datasets.utils
+
+    def offline(url: str, *args: object, **kwargs: object) -> None:
+        raise urllib.error.URLError("[Errno -2] Name or service not known")
+
+    monkeypatch.setattr(torchvision.datasets.utils, "download_url", offline)  # MNIST family and CIFAR
+    monkeypatch.setattr(torchvision.datasets.svhn, "download_url", offline)
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED_FILES))
+def test_a_failed_download_names_the_dataset_its_source_the_reason_and_where_files_belong(
+    name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _no_network(monkeypatch)
+    with pytest.raises(DatasetNotFoundError) as info:
+        load_dataset(name, root=str(tmp_path), download=True)
+    message = str(info.value)
+    assert "\n" not in message
+    assert f"Dataset {name!r} could not be downloaded from {SOURCES[name]}" in message
+    assert "Name or service not known" in message
+    for relative in EXPECTED_FILES[name]:
+        folder, _, file = str(tmp_path / relative).rpartition("/")
+        assert f"{folder}: " in message and file in message
 
 
 def test_missing_file_error_lists_only_the_missing_files(tmp_path: Path) -> None:

@@ -33,6 +33,12 @@ def test_partition_names() -> None:
     assert PartitionName.values() == ["dirichlet", "iid", "label_count", "label_count_balanced"]
 
 
+def test_every_partition_name_has_a_partitioner_and_every_partitioner_a_name() -> None:
+    from fedmrn_pl.data.partition import _PARTITIONERS
+
+    assert sorted(_PARTITIONERS) == PartitionName.values()  # data/choices.py (torch-free) and the registry agree
+
+
 @pytest.mark.parametrize("name", sorted(SETTINGS))
 @pytest.mark.parametrize("num_clients", [5, 7, 20])
 def test_partitions_are_disjoint_and_cover_every_sample(name: str, num_clients: int) -> None:

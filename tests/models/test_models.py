@@ -27,6 +27,12 @@ def test_model_names_lists_every_buildable_model() -> None:
     assert ModelName.values() == ["cnn4", "cnn8", "mlp"]
 
 
+def test_every_model_name_has_a_builder_and_every_builder_a_name() -> None:
+    from fedmrn_pl.models.registry import _BUILDERS
+
+    assert sorted(_BUILDERS) == ModelName.values()  # models/choices.py (torch-free) and the registry agree
+
+
 @pytest.mark.parametrize(
     ("model", "expected_convs", "expected_pools"),
     [
