@@ -91,3 +91,11 @@ class FederatedCallback:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore what ``state_dict`` returned."""
+
+    @property
+    def keeps_client_state(self) -> bool:
+        """Whether this callback gives clients private state (``FitResult.client_state``) that the server keeps."""
+        return False
+
+    def check_client_state(self, trainer: FederatedRun, client_id: int, state: bytes) -> None:
+        """Called on resume with each stored client state, if ``keeps_client_state``: raise ValueError if it is damaged."""

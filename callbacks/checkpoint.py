@@ -1,14 +1,21 @@
 """Checkpointing: save the federated state every N rounds so a stopped run can resume.
 
 A checkpoint is a plain dict of tensors and plain data, written atomically and loaded
-with ``weights_only=True``. It carries a SHA-256 digest of its own content, so flipped
-bytes are found on load, and its structure is checked before anything trusts it.
+with ``weights_only=True`` (so loading one runs no code). It carries a SHA-256 digest of
+its own content, so flipped bytes are found on load, and every section is checked
+(``checkpoint_state.SECTIONS``) before anything trusts it.
+
+The digest guards against damage, not against a forger: anyone who can write the file
+can recompute it. With ``FEDMRN_PL_CHECKPOINT_KEY`` set, a save also writes an
+HMAC-SHA256 of the same content under that key, and a load refuses a checkpoint whose
+tag is missing or does not verify.
 """
 
 from __future__ import annotations
 
 import hashlib
-import math
+import hmac
+import logging
 import os
 import pickle
 import re
@@ -20,25 +27,31 @@ from typing import Any
 import torch
 
 from fedmrn_pl.interrupt import RunInterrupted
+from fedmrn_pl.saving import atomic_write
 
 from .base import FederatedCallback, FederatedRun
+from .checkpoint_state import CheckpointError, check_against_model, check_state
 
 __all__ = [
     "CHECKPOINT_NAME",
+    "KEY_ENV",
     "CheckpointError",
     "FederatedCheckpoint",
+    "checkpoint_path",
     "load_checkpoint",
     "remove_stale_temp_files",
     "save_checkpoint",
+    "sealed",
     "state_digest",
 ]
 
+log = logging.getLogger(__name__)
+
 CHECKPOINT_NAME = "checkpoint.pt"
 DIGEST_KEY = "state_sha256"  # hex SHA-256 of the rest of the checkpoint (see ``state_digest``)
-
-
-class CheckpointError(ValueError):
-    """A checkpoint cannot be used: unreadable, damaged, or not this run's; the message names the file and why."""
+TAG_KEY = "state_hmac_sha256"  # hex HMAC-SHA256 of the same content, under KEY_ENV's key (when set at save)
+KEY_ENV = "FEDMRN_PL_CHECKPOINT_KEY"  # the secret that keys TAG_KEY; unset or empty: no tag
+_unverified_noticed = False  # the notice that a tag went unverified is given once per process
 
 
 def state_digest(state: Any) -> str:
@@ -46,6 +59,36 @@ def state_digest(state: Any) -> str:
     digest = hashlib.sha256()
     _feed(digest, state)
     return digest.hexdigest()
+
+
+def checkpoint_key() -> bytes | None:
+    """The HMAC key from ``FEDMRN_PL_CHECKPOINT_KEY`` (its bytes), or None when it is unset or empty."""
+    return os.fsencode(os.environ.get(KEY_ENV, "")) or None
+
+
+def sealed(state: dict[str, Any]) -> dict[str, Any]:
+    """``state`` with its digest, and its HMAC tag when ``FEDMRN_PL_CHECKPOINT_KEY`` is set: what a save writes."""
+    digest, tag = _digests(state, checkpoint_key())
+    return {**state, DIGEST_KEY: digest, **({TAG_KEY: tag} if tag is not None else {})}
+
+
+def _digests(state: Any, key: bytes | None) -> tuple[str, str | None]:
+    """SHA-256 of ``state`` and, with ``key``, its HMAC-SHA256 over the same canonical input, in one pass."""
+    digest = hashlib.sha256()
+    tag = hmac.new(key, digestmod=hashlib.sha256) if key is not None else None
+    _feed(_Both(digest, tag) if tag is not None else digest, state)
+    return digest.hexdigest(), tag.hexdigest() if tag is not None else None
+
+
+class _Both:
+    """Feeds two hashes at once."""
+
+    def __init__(self, first: Any, second: Any) -> None:
+        self.first, self.second = first, second
+
+    def update(self, data: bytes) -> None:
+        self.first.update(data)
+        self.second.update(data)
 
 
 def _feed(digest: Any, value: Any) -> None:
@@ -70,21 +113,18 @@ def _feed(digest: Any, value: Any) -> None:
 def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
     """Write ``state`` plus its digest atomically: to a temp file first, then rename over ``path``.
 
-    A process killed mid-save leaves at most a stray ``.tmp`` file (removed by
-    ``remove_stale_temp_files`` when the run starts again); the last good checkpoint
-    is never replaced by a half-written one.
+    A failed save (a full disk) removes its temp file; a process killed mid-save leaves at
+    most a stray ``.tmp`` file (removed by ``remove_stale_temp_files`` when the run starts
+    again); the last good checkpoint is never replaced by a half-written one.
+
+    Raises:
+        SaveError: the file could not be written (no space left, quota, permissions);
+            the previous checkpoint at ``path`` is kept as it was.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as handle:
-            torch.save({**state, DIGEST_KEY: state_digest(state)}, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    content = sealed(state)
+    with atomic_write(path) as handle:
+        torch.save(content, handle)
     return path
 
 
@@ -116,33 +156,36 @@ def load_checkpoint(
 ) -> dict[str, Any]:
     """Load and verify a checkpoint written by ``save_checkpoint`` (tensors and plain data only).
 
-    The digest and the structure are checked; with ``model_state`` the tensors' names,
+    The digest (and with ``FEDMRN_PL_CHECKPOINT_KEY`` set, the HMAC tag) and every section
+    (``checkpoint_state.SECTIONS``) are checked; with ``model_state`` the tensors' names,
     shapes and dtypes must match it, and with ``rounds`` the completed rounds must not
-    exceed it.
+    exceed it. What depends on the run (clients, strategy, payloads) is checked by
+    ``FederatedTrainer.load_state_dict``.
 
     Raises:
         FileNotFoundError: no checkpoint at ``path``.
         CheckpointError: the file is unreadable, damaged, or does not fit the model or rounds.
     """
-    path = Path(path)
-    if path.is_dir():
-        path = path / CHECKPOINT_NAME
+    path = checkpoint_path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}; a run writes {CHECKPOINT_NAME} into its output_dir")
     state = _read(path)
     try:
-        _check_digest(state)
-        _check_structure(state)
+        _check_digest(state, path)
+        check_state(state, rounds)
         if model_state is not None:
-            _check_against_model(state["global_state"], model_state)
-        if rounds is not None and state["completed_rounds"] > rounds:
-            raise CheckpointError(
-                f"it holds {state['completed_rounds']} completed rounds but train.rounds={rounds}; "
-                f"resume with train.rounds >= {state['completed_rounds']}"
-            )
+            check_against_model(state["global_state"], model_state)
     except CheckpointError as error:
         raise CheckpointError(f"checkpoint {path}: {error}") from None
+    except RecursionError:  # data nested deeper than any checkpoint is
+        raise CheckpointError(f"checkpoint {path}: its data is nested too deeply to be a checkpoint") from None
     return state
+
+
+def checkpoint_path(path: str | Path) -> Path:
+    """The checkpoint file ``path`` names: ``path`` itself, or ``<path>/checkpoint.pt`` for a run directory."""
+    path = Path(path)
+    return path / CHECKPOINT_NAME if path.is_dir() else path
 
 
 def _read(path: Path) -> dict[str, Any]:
@@ -164,51 +207,28 @@ def _read(path: Path) -> dict[str, Any]:
         ) from None
 
 
-def _check_digest(state: Any) -> None:
+def _check_digest(state: Any, path: Path) -> None:
+    """The content digest, then the HMAC tag: required and verified when a key is set, else noted once."""
     if not isinstance(state, dict) or not isinstance(state.get(DIGEST_KEY), str):
         raise CheckpointError(f"no '{DIGEST_KEY}' digest: not written by this fedmrn-pl, or damaged")
-    stored = state.pop(DIGEST_KEY)
-    if state_digest(state) != stored:
+    stored, tag = state.pop(DIGEST_KEY), state.pop(TAG_KEY, None)
+    key = checkpoint_key()
+    digest, expected = _digests(state, key)
+    if digest != stored:
         raise CheckpointError("content digest mismatch: the file changed after it was saved (damaged)")
-
-
-def _check_structure(state: dict[str, Any]) -> None:
-    """The fields a resume relies on, each of the right type and in range."""
-    weights = state.get("global_state")
-    if not isinstance(weights, dict) or not weights:
-        raise CheckpointError("'global_state' must be a non-empty dict of tensors")
-    for name, tensor in weights.items():
-        if not isinstance(name, str) or not isinstance(tensor, torch.Tensor):
-            raise CheckpointError(f"'global_state' entry {name!r} must be a tensor under a str name")
-        if (tensor.is_floating_point() or tensor.is_complex()) and not bool(torch.isfinite(tensor).all()):
-            raise CheckpointError(f"'global_state' tensor {name!r} holds non-finite values")
-    rounds = state.get("completed_rounds")
-    if type(rounds) is not int or rounds < 0:
-        raise CheckpointError(f"'completed_rounds'={rounds!r} must be an int >= 0")
-    history = state.get("history")
-    if not isinstance(history, list) or not all(isinstance(record, dict) for record in history):
-        raise CheckpointError("'history' must be a list of dicts (one per round)")
-    if len(history) != rounds:
-        raise CheckpointError(f"'history' has {len(history)} rounds but 'completed_rounds' is {rounds}")
-    elapsed = state.get("elapsed_seconds", 0.0)
-    if not isinstance(elapsed, (int, float)) or not math.isfinite(elapsed) or elapsed < 0:
-        raise CheckpointError(f"'elapsed_seconds'={elapsed!r} must be a finite number >= 0")
-    for key in ("strategy", "callbacks"):
-        if not isinstance(state.get(key, {}), dict):
-            raise CheckpointError(f"'{key}' must be a dict")
-
-
-def _check_against_model(weights: Mapping[str, torch.Tensor], model_state: Mapping[str, torch.Tensor]) -> None:
-    missing, unexpected = sorted(set(model_state) - set(weights)), sorted(set(weights) - set(model_state))
-    if missing or unexpected:
-        raise CheckpointError(f"its model does not match: missing {missing[:5]}, unexpected {unexpected[:5]}")
-    for name, expected in model_state.items():
-        tensor = weights[name]
-        if tensor.shape != expected.shape or tensor.dtype != expected.dtype:
+    if expected is not None:
+        if tag is None:
+            raise CheckpointError(f"it has no keyed digest '{TAG_KEY}' but {KEY_ENV} is set: it was saved without the key")
+        if not (isinstance(tag, str) and tag.isascii() and hmac.compare_digest(tag, expected)):
             raise CheckpointError(
-                f"tensor {name!r} is {tensor.dtype} {tuple(tensor.shape)}, "
-                f"the model has {expected.dtype} {tuple(expected.shape)}"
+                f"its keyed digest '{TAG_KEY}' does not verify with {KEY_ENV}: it was saved with another key, "
+                "or changed by someone without the key"
             )
+    elif tag is not None:
+        global _unverified_noticed
+        if not _unverified_noticed:
+            _unverified_noticed = True
+            log.warning("checkpoint %s carries a keyed digest that was not verified: %s is not set", path, KEY_ENV)
 
 
 class FederatedCheckpoint(FederatedCallback):

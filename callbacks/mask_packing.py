@@ -12,8 +12,9 @@ from pathlib import Path
 import torch
 
 from fedmrn_pl.messages import FitResult
+from fedmrn_pl.saving import atomic_write
 from fedmrn_pl.update import DENSE_KIND, ClientUpdate, DenseDtype, MaskKind
-from fedmrn_pl.wire import DenseEncoding, MaskEncoding, PayloadError, decode_update, encode_update
+from fedmrn_pl.wire import UNUSED_NOISE, DenseEncoding, MaskEncoding, PayloadError, decode_update, encode_update
 
 from .base import FederatedCallback, FederatedRun
 
@@ -57,10 +58,10 @@ class MaskPacking(FederatedCallback):
             result.update, dense_dtype=dense_dtype, mask_encoding=self.mask_encoding, dense_encoding=self.dense_encoding
         )
         result.update = None
-        if self.save_dir is not None:
-            self.save_dir.mkdir(parents=True, exist_ok=True)
+        if self.save_dir is not None:  # whole or not at all: a full disk raises SaveError, leaving no partial file
             name = f"round_{result.server_round:04d}_client_{result.client_id:04d}.fmrn"
-            (self.save_dir / name).write_bytes(result.payload)
+            with atomic_write(self.save_dir / name) as handle:
+                handle.write(result.payload)
 
     def dense_encodings(self, dtype: torch.dtype) -> tuple[str, ...]:
         """The wire encodings this packer sends a dense tensor of ``dtype`` in (what the server accepts)."""
@@ -95,12 +96,18 @@ class MaskPacking(FederatedCallback):
                 f"payload claims {update.num_examples} training examples, the client holds {request.num_examples}"
             )
         masking = trainer.masking
-        # Without FedMRN's masking, masks can only be FedPM's binary ones (noise unused).
-        without_noise = MaskKind.binary.value if any(s.role == "mask" for s in trainer.expected_manifest.values()) else DENSE_KIND
-        expected = (without_noise, None) if masking is None else (masking.kind, masking.noise)
-        received = (update.mask_kind, None if masking is None else update.noise)
-        if received != expected:
-            raise PayloadError(f"payload mask kind/noise {received} differ from the run's {expected}")
+        if masking is None:  # dense, baselines, FedPM: masks, if any, are FedPM's binary ones and select from no noise
+            with_masks = any(spec.role == "mask" for spec in trainer.expected_manifest.values())
+            kind = MaskKind.binary.value if with_masks else DENSE_KIND
+            noise, unused = UNUSED_NOISE, " (unused: this run's payloads all carry that one value)"
+        else:
+            kind, noise, unused = masking.kind, masking.noise, ""
+        if update.mask_kind != kind:
+            raise PayloadError(f"payload mask kind {update.mask_kind!r} differs from the run's {kind!r}")
+        for field in ("family", "alpha"):
+            sent, run_value = getattr(update.noise, field), getattr(noise, field)
+            if sent != run_value:
+                raise PayloadError(f"payload noise {field} {sent!r} differs from the run's {run_value!r}{unused}")
         issued = {name: trainer.issued_noise_scales[name] for name in update.masks if name in trainer.issued_noise_scales}
         if update.noise_scales != issued:
             wrong = sorted(n for n in set(update.noise_scales) | set(issued) if update.noise_scales.get(n) != issued.get(n))

@@ -9,6 +9,7 @@ from typing import Any
 
 from fedmrn_pl.report import METRICS_NAME, run_summary, write_metrics_json
 from fedmrn_pl.run_directory import RunDirectory
+from fedmrn_pl.saving import SaveError
 
 from .base import FederatedCallback, FederatedRun
 
@@ -60,7 +61,10 @@ class RunArtifacts(FederatedCallback):
             if self.plots and trainer.history:
                 from fedmrn_pl.plots import plot_histories  # matplotlib only where plots are drawn
 
-                plot_histories([(trainer.summary["method"], trainer.history)], self.output_dir, trainer.monitor)
+                try:
+                    plot_histories([(trainer.summary["method"], trainer.history)], self.output_dir, trainer.monitor)
+                except OSError as error:  # a full disk: one line naming the file, as for every run file
+                    raise SaveError.of(error.filename or self.output_dir, error) from error
         finally:
             self.directory.release()
 
@@ -84,7 +88,9 @@ class RunArtifacts(FederatedCallback):
         try:
             self._write(summary, stopped_by=stopped_by)
         except OSError as error:
-            log.warning("could not write %s after the run stopped: %s", self.output_dir / METRICS_NAME, error)
+            # A run stopped by a failed write (a full disk) has said so already: no second line for the same cause.
+            level = logging.DEBUG if isinstance(exception, SaveError) else logging.WARNING
+            log.log(level, "could not write %s after the run stopped: %s", self.output_dir / METRICS_NAME, error)
 
     def _write(self, summary: Mapping[str, Any], **fields: Any) -> None:
         """metrics.json: the summary's figures, the extra data and ``fields``, then the per-round list."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -151,8 +152,16 @@ class WandbLogger(FederatedCallback):
         return {"run_id": self.run_id}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Remember the run id to resume."""
-        self.run_id = state.get("run_id")
+        """Remember the run id to resume.
+
+        Raises:
+            ValueError: the saved run id is not one W&B accepts (1 to 128 printable characters, none of ``/\\#?%:``).
+        """
+        run_id = state.get("run_id")
+        valid = isinstance(run_id, str) and run_id.isprintable() and re.fullmatch(r"[^/\\#?%:\s]{1,128}", run_id)
+        if run_id is not None and not valid:
+            raise ValueError(f"{run_id!r:.60} is not a W&B run id")
+        self.run_id = run_id
 
     # ---------------------------------------------------------------- helpers
     def _model_artifact(self, trainer: FederatedRun, summary: Mapping[str, Any]) -> Any:

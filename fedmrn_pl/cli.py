@@ -7,6 +7,7 @@ training stack (Lightning, torchvision, scikit-learn, matplotlib, wandb).
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import shlex
 import stat
@@ -53,12 +54,21 @@ def _fit(args: argparse.Namespace) -> int:
     from fedmrn_pl.federated.distributed import DistributedError
     from fedmrn_pl.federated.evaluation import EvaluationError
     from fedmrn_pl.run_directory import RunDirectoryError
+    from fedmrn_pl.saving import SaveError
 
     try:
         leader = int(os.environ.get("RANK", "0")) == 0  # under torchrun, rank 0 alone prints
         if leader:
             _show_library_logs()
         summary = run_experiment(config)
+    except SaveError as error:  # a full disk: the file it would have replaced is intact, no partial file is left
+        kept = ""
+        if leader:  # the run directory is rank 0's to judge (and tidy)
+            full = error.errno in (errno.ENOSPC, errno.EDQUOT)
+            found = _kept(Path(config.output_dir), config.checkpoint_every, "free some space, then " if full else "")
+            kept = f"; {found or 'no round was saved; nothing to resume'}"
+        print(f"error: {_printable(str(error))}{_printable(kept)}", file=sys.stderr)
+        return 1
     except (ConfigError, CheckpointError, FileNotFoundError, RunDirectoryError) as error:  # bad config, dataset, checkpoint or directory
         return _refuse(error)  # nothing was written
     except DistributedError as error:  # a peer rank died or hung: the last checkpoint is still valid
@@ -68,12 +78,23 @@ def _fit(args: argparse.Namespace) -> int:
         saved = f"; the rounds before it are saved in {config.output_dir}" if (error.server_round or 0) > 1 else ""
         print(f"error: {_printable(str(error))}{_printable(saved)}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt as interrupt:  # Ctrl-C: say what was kept and how to go on
+    except KeyboardInterrupt as interrupt:  # Ctrl-C, SIGTERM or the user's own: say what was kept and how to go on
         if leader:
-            print(_printable(_interrupted(interrupt, Path(config.output_dir))), file=sys.stderr)
-        return 130
+            line = _interrupted(interrupt, Path(config.output_dir), config.checkpoint_every)
+            print(_printable(line), file=sys.stderr)
+        return getattr(interrupt, "exit_code", 130)  # 143 after SIGTERM, a SystemExit's own code
     if not leader:
         return 0
+    per_round = summary.get("per_round") or ()
+    if per_round and not any(metrics.get("accepted_clients") for metrics in per_round):
+        reasons = [d["reason"] for r in per_round for d in r.get("dropped_clients", ())]
+        first = f" (the first: {reasons[0]})" if reasons else ""
+        print(
+            f"error: no client update was accepted in any round{_printable(first)}; the model never changed. "
+            f"Every reason is in {Path(config.output_dir) / 'metrics.json'} per_round[].dropped_clients",
+            file=sys.stderr,
+        )
+        return 1
     print(
         f"{summary['method']}: {_result(summary)} after {summary['rounds']} rounds; "
         f"uplink {summary['uplink_bytes'] / 1e6:.3f} MB vs {summary['dense_uplink_bytes'] / 1e6:.3f} MB dense float32"
@@ -87,24 +108,36 @@ def _fit(args: argparse.Namespace) -> int:
     return 0
 
 
-def _interrupted(interrupt: KeyboardInterrupt, output_dir: Path) -> str:
-    """The one line after Ctrl-C: what the run kept, and the command that continues it.
+def _interrupted(interrupt: KeyboardInterrupt, output_dir: Path, checkpoint_every: int) -> str:
+    """The one line after Ctrl-C, SIGTERM or the user's own interrupt: what was kept, and how to continue."""
+    from fedmrn_pl.interrupt import RunInterrupted
+
+    what = str(interrupt) if isinstance(interrupt, RunInterrupted) else "interrupted by Ctrl-C"
+    kept = _kept(output_dir, checkpoint_every)
+    return f"{what}; {kept}" if kept else f"{what} before any round was saved; nothing to resume"
+
+
+def _kept(output_dir: Path, checkpoint_every: int, advice: str = "") -> str | None:
+    """What a stopped run left in ``output_dir`` and how to go on; None when nothing.
 
     A run stopped before its first checkpoint loses its lone config.yaml, so the directory
     never looks like a run that ``--resume`` would then refuse.
     """
-    from fedmrn_pl.callbacks import CHECKPOINT_NAME
-    from fedmrn_pl.interrupt import RunInterrupted
+    from fedmrn_pl.callbacks.checkpoint import CHECKPOINT_NAME, CheckpointError, load_checkpoint
     from fedmrn_pl.run_directory import run_files
 
-    what = str(interrupt) if isinstance(interrupt, RunInterrupted) else "interrupted by Ctrl-C"
     if (output_dir / CHECKPOINT_NAME).is_file():
-        kept = "its checkpoint" if isinstance(interrupt, RunInterrupted) and not interrupt.forced else "its last checkpoint"
-        return f"{what}; {output_dir} keeps {kept}; continue with: fedmrn-pl fit --resume {output_dir}"
+        try:
+            kept = f"its checkpoint of round {load_checkpoint(output_dir)['completed_rounds']}"
+        except CheckpointError:
+            kept = "its last checkpoint"
+        return f"{output_dir} keeps {kept}; {advice}continue with: fedmrn-pl fit --resume {output_dir}"
     if run_files(output_dir):
-        return f"{what}; {output_dir} keeps metrics.json of the completed rounds but no checkpoint (checkpoint_every=0), so it cannot be resumed"
+        why = "checkpoint_every=0" if not checkpoint_every else "none was saved yet"
+        found = ", ".join(run_files(output_dir))
+        return f"{output_dir} keeps {found} but no checkpoint ({why}), so it cannot be resumed"
     (output_dir / "config.yaml").unlink(missing_ok=True)
-    return f"{what} before any round was saved; nothing to resume"
+    return None
 
 
 def _compare(args: argparse.Namespace) -> int:
@@ -175,21 +208,40 @@ def _inspect(args: argparse.Namespace) -> int:
     try:
         if payload is None:
             raise PayloadError(f"larger than the wire format's limit of {limit} bytes")
-        info = describe_payload(payload, max_bytes=limit)
+        info = describe_payload(payload, max_bytes=limit, max_elements=args.max_elements)
     except PayloadError as error:
         print(f"error: invalid payload {_printable(str(path))}: {_printable(str(error))}", file=sys.stderr)
         return 1
-    print(_format_payload(path, info))
+    try:
+        print(_format_payload(path, info), flush=True)
+    except BrokenPipeError:  # `inspect x.fmrn | head -1`: the reader stopped reading; the payload is still valid
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the flush at exit is quiet too
     return 0
+
+
+def _element_count(text: str) -> int:
+    """``--max-elements``: a count >= 0."""
+    try:
+        count = int(text)
+    except ValueError:
+        count = -1
+    if count < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}")
+    return count
 
 
 def _read_at_most(path: Path, limit: int) -> bytearray | None:
     """The file's bytes, or None when it holds more than ``limit``, found without reading it whole.
 
     A regular file is judged by its size before any read; a device or pipe (``/dev/zero``)
-    reports none, so the read stops one byte past the limit.
+    reports none, so the read stops one byte past the limit. The file is opened without
+    blocking: a named pipe that no one writes to reads as empty instead of waiting forever.
     """
-    with open(path, "rb") as handle:
+    nonblocking = getattr(os, "O_NONBLOCK", 0)  # POSIX: opening a named pipe does not wait for a writer
+    descriptor = os.open(path, os.O_RDONLY | nonblocking)
+    if nonblocking:
+        os.set_blocking(descriptor, True)  # reads wait for a writer that is there, as a pipe's reader should
+    with os.fdopen(descriptor, "rb") as handle:
         info = os.fstat(handle.fileno())
         if stat.S_ISREG(info.st_mode) and info.st_size > limit:
             return None
@@ -332,8 +384,22 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--config", default=None, help="YAML config (default: the bundled configs/default.yaml)")
     compare.add_argument("overrides", nargs="*", metavar="key=value", help="methods=, seeds=, target_accuracy= and config overrides")
     compare.set_defaults(handler=_compare)
-    inspect = commands.add_parser("inspect", help="validate and summarise a saved payload")
+    inspect = commands.add_parser(
+        "inspect",
+        help="validate and summarise a saved payload",
+        description="Validate a payload as the server's decode_update does, every body decoded, and print its "
+        "header and tensors. What only a run can check (its model's shapes, the seed and noise it issued, dense "
+        "values) is left to the server. Exit code 0: valid, 1: invalid, 2: unreadable.",
+    )
     inspect.add_argument("payload", help="a .fmrn payload file")
+    inspect.add_argument(
+        "--max-elements",
+        type=_element_count,
+        default=None,
+        metavar="N",
+        help="refuse a payload whose tensors declare more than N elements in all, before decoding any "
+        "(default: 1716 per payload byte, more than any valid payload holds)",
+    )
     inspect.set_defaults(handler=_inspect)
     plot = commands.add_parser(
         "plot",

@@ -204,6 +204,7 @@ _QUIET_LOGGERS = (
     "lightning.pytorch.utilities.rank_zero",
     "lightning.pytorch.accelerators.cuda",
     "lightning.fabric.utilities.rank_zero",
+    "lightning.pytorch.trainer.connectors.signal_connector",  # "Received SIGTERM": the run says it in its own words
 )
 _QUIET_WARNINGS = (
     r".*isinstance\(treespec, LeafSpec\)",

@@ -10,6 +10,7 @@ it; OmegaConf checks those fields itself.
 from __future__ import annotations
 
 import math
+import re
 import textwrap
 from dataclasses import dataclass, field, is_dataclass
 from importlib import resources
@@ -164,6 +165,7 @@ class ExperimentConfig:
     wandb: WandbConfig = field(default_factory=WandbConfig)
 
 
+_MAX_COUNT = 2**31 - 1  # counts and sizes beyond this break samplers and loaders deep inside a run
 _POSITIVE = (
     "data.num_clients",
     "data.min_size",
@@ -202,6 +204,11 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         raise ConfigError(f"config file {source} is not valid YAML: {error}") from None
     if not isinstance(layers[0], DictConfig):
         raise ConfigError(f"config file {source} must hold a mapping of keys (e.g. 'train: {{rounds: 5}}'), not a list")
+    if not layers[0]:  # an empty file, or null: most likely the wrong file
+        raise ConfigError(
+            f"config file {source} is empty; it must hold a mapping of keys (e.g. 'train: {{rounds: 5}}'); "
+            "to run with the defaults, give no --config"
+        )
     for override in overrides or []:
         if "=" not in override:
             raise ConfigError(f"override {override!r} must look like key=value, e.g. train.rounds=5")
@@ -243,7 +250,22 @@ def _check_resolvable(config: DictConfig) -> None:
         key = getattr(error, "full_key", None)
         where = f" at {key!r}" if key else ""
         message = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raw = _raw_value(config, key)
+        # What it resolved to may be a secret (a token in the environment): keep the failure, not the value.
+        if "${" in raw:
+            message = re.sub(r"([Vv]alue) '.*?'", r"\1 (not shown)", message)
         raise ConfigError(f"cannot resolve the config{where}: {message}") from None
+
+
+def _raw_value(config: DictConfig, key: str | None) -> str:
+    """The text a key was given, interpolations unresolved (``''`` when there is no such key)."""
+    if not key:
+        return ""
+    section, _, leaf = key.rpartition(".")
+    node = OmegaConf.select(config, section, throw_on_resolution_failure=False) if section else config
+    if not isinstance(node, DictConfig) or leaf not in node:
+        return ""
+    return str(node._get_node(leaf)._value())  # noqa: SLF001 (OmegaConf has no public unresolved accessor)
 
 
 def validate(config: DictConfig) -> None:
@@ -252,8 +274,8 @@ def validate(config: DictConfig) -> None:
     _check_published(config)
     for key in _POSITIVE:
         value = OmegaConf.select(config, key)
-        if value < 1:
-            raise ConfigError(f"{key}={value} is not valid; it must be >= 1")
+        if not 1 <= value <= _MAX_COUNT:
+            raise ConfigError(f"{key}={value} is not valid; it must be an int in [1, {_MAX_COUNT}]")
     if config.train.clients_per_round > config.data.num_clients:
         raise ConfigError(
             f"train.clients_per_round={config.train.clients_per_round} exceeds data.num_clients={config.data.num_clients}"

@@ -21,7 +21,7 @@ from fedmrn_pl.callbacks import (
     WandbLogger,
     load_checkpoint,
 )
-from fedmrn_pl.callbacks.checkpoint import CheckpointError, remove_stale_temp_files
+from fedmrn_pl.callbacks.checkpoint import CheckpointError, checkpoint_path, remove_stale_temp_files
 from fedmrn_pl.config import ConfigError, Method, fedpm_settings, to_container
 from fedmrn_pl.data import FederatedDataModule, FederatedDataset
 from fedmrn_pl.federated import FederatedTrainer
@@ -300,7 +300,10 @@ def run_experiment(config: DictConfig, callbacks: Sequence[FederatedCallback] = 
     if config.resume:
         checkpoint = load_checkpoint(config.resume, model_state=trainer.global_state, rounds=trainer.rounds)
         _check_same_run(checkpoint, config)
-        trainer.load_state_dict(checkpoint)
+        try:  # every section checked against this run (client states and round messages decoded) before any write
+            trainer.load_state_dict(checkpoint)
+        except CheckpointError as error:
+            raise CheckpointError(f"checkpoint {checkpoint_path(config.resume)}: {error}") from None
         log.info("resumed from %s after round %d of %d", config.resume, trainer.completed_rounds, trainer.rounds)
     try:
         if trainer.is_global_zero:  # under torchrun, rank 0 alone writes the run's files

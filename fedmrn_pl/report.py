@@ -12,6 +12,7 @@ from typing import Any
 import torch
 
 from fedmrn_pl.monitor import Monitor
+from fedmrn_pl.saving import atomic_write
 
 __all__ = ["METRICS_NAME", "global_model_sha256", "run_summary", "sample_weighted_mean", "state_bytes", "write_metrics_json"]
 
@@ -95,10 +96,13 @@ def run_summary(
 
 
 def write_metrics_json(path: str | Path, summary: Mapping[str, Any]) -> Path:
-    """Write ``summary`` as indented JSON (via a temp file, so a crash leaves no half file)."""
+    """Write ``summary`` as indented JSON, atomically (a crash or a full disk leaves no half file).
+
+    Raises:
+        SaveError: the file could not be written; an earlier ``path`` is kept as it was.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(summary, indent=2, sort_keys=False) + "\n")
-    tmp.replace(path)
+    text = json.dumps(summary, indent=2, sort_keys=False) + "\n"
+    with atomic_write(path) as handle:
+        handle.write(text.encode())
     return path

@@ -59,7 +59,7 @@ def test_inspect_reports_a_missing_file(tmp_path, capsys):
         ("train.foo=1", ["train.foo", "valid keys", "rounds"]),
         ("method.mask=ternary", ["method.mask", "binary", "signed"]),
         ("data.name=imagenet", ["data.name", "mnist5k", "cifar10"]),
-        ("train.rounds=0", ["train.rounds", ">= 1"]),
+        ("train.rounds=0", ["train.rounds", "[1, 2147483647]"]),
         ("train.client_timeout=0", ["train.client_timeout", "> 0 seconds or null"]),
         ("train.threads=0", ["train.threads", ">= 1 (or null)"]),
         ("train.dist_timeout=-1", ["train.dist_timeout", "> 0 seconds"]),
@@ -385,3 +385,15 @@ def test_a_checkpoint_without_its_config_still_refuses_a_changed_resume(tmp_path
     err = _refused(["fit", "--resume", str(out), "train.lr=0.5"], capsys)
     assert "the config differs from the checkpoint's run in more than" in err
     assert main(["fit", "--resume", str(out), "train.rounds=2"]) == 0
+
+
+def test_half_true_precision_is_refused_before_any_client_is_dropped(tmp_path, capsys):
+    assert main(["fit", *SMALL, "train.precision=16-true", f"output_dir={tmp_path / 'run'}"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "16-mixed" in err and not (tmp_path / "run" / "metrics.json").exists()
+
+
+def test_a_run_whose_every_update_was_dropped_fails_with_the_first_reason(tmp_path, capsys):
+    assert main(["fit", *SMALL, "train.client_timeout=1e-9", f"output_dir={tmp_path / 'run'}"]) == 1
+    err = capsys.readouterr().err
+    assert "no client update was accepted" in err and "timed out" in err

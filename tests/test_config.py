@@ -69,3 +69,27 @@ def test_the_monitor_is_one_of_the_built_in_tasks_keys_and_its_mode_max_or_min()
         load_config(None, ["train.monitor=test_mse"])
     with pytest.raises(ConfigError, match=r"train.monitor_mode: Invalid value 'lower', expected one of \[max, min\]"):
         load_config(None, ["train.monitor_mode=lower"])
+
+
+@pytest.mark.parametrize("override", ["data.test_batch_size=99999999999999999999999999999", "train.batch_size=9223372036854775808"])
+def test_counts_too_large_for_a_data_loader_are_refused_up_front(override):
+    with pytest.raises(ConfigError, match=r"must be an int in \[1, 2147483647\]"):
+        load_config(None, [override])
+
+
+@pytest.mark.parametrize("text", ["", "null\n", "# nothing yet\n"])
+def test_an_empty_config_file_is_refused_not_run_with_the_defaults(tmp_path, text):
+    path = tmp_path / "mine.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match="is empty"):
+        load_config(path)
+
+
+def test_an_interpolation_that_fails_never_shows_the_environment_value(monkeypatch):
+    monkeypatch.setenv("FEDMRN_TEST_SECRET", "hunter2-token")
+    for override in ["train.rounds=${oc.env:FEDMRN_TEST_SECRET}", "data.name=${oc.env:FEDMRN_TEST_SECRET}"]:
+        with pytest.raises(ConfigError) as refused:
+            load_config(None, [override])
+        assert "hunter2" not in str(refused.value) and "not shown" in str(refused.value)
+    with pytest.raises(ConfigError, match="FEDMRN_TEST_UNSET.*not found"):
+        load_config(None, ["data.root=${oc.env:FEDMRN_TEST_UNSET}"])

@@ -21,8 +21,8 @@ from fedmrn_pl.federated.choices import DownlinkMode
 from fedmrn_pl.federated.strategies import Strategy
 from fedmrn_pl.report import global_model_sha256, state_bytes
 from fedmrn_pl.update import ClientUpdate
-from fedmrn_pl.wire import DEFAULT_MAX_BYTES, TensorSpec, decode_update
-from fedmrn_pl.wire.round_message import decode_round_message, encode_round_message
+from fedmrn_pl.wire import DEFAULT_MAX_BYTES, PayloadError, TensorSpec, decode_update
+from fedmrn_pl.wire.round_message import RoundMessage, decode_round_message, encode_round_message
 
 __all__ = ["Delivery", "DownlinkError", "DownlinkMode", "DownlinkReceiver", "ServerDownlink", "rebuild_global"]
 
@@ -116,9 +116,30 @@ class ServerDownlink:
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Restore what ``state_dict`` returned."""
-        self.synced = {int(client): int(number) for client, number in state.get("synced", {}).items()}
-        self.messages = {int(n): t.numpy().tobytes() for n, t in state.get("messages", {}).items()}
+        """Restore what ``state_dict`` returned, checked first: ids and rounds, each message's framing and round.
+
+        Raises:
+            ValueError: the state is malformed, a message is damaged or filed under another round, or
+                ``dense`` mode would restore messages it never keeps.
+        """
+        if not isinstance(state, Mapping) or set(state) - {"synced", "messages"}:
+            raise ValueError("the downlink state must be a dict with 'synced' and 'messages'")
+        synced, stored = state.get("synced", {}), state.get("messages", {})
+        if not isinstance(synced, Mapping) or not all(_count(k) and _count(v) for k, v in synced.items()):
+            raise ValueError("'synced' must map client ids to rounds (ints >= 0)")
+        if not isinstance(stored, Mapping) or not all(_count(k) and _is_bytes(t) for k, t in stored.items()):
+            raise ValueError("'messages' must map rounds (ints >= 0) to uint8 tensors")
+        if self.mode is DownlinkMode.dense and (synced or stored):
+            raise ValueError("downlink='dense' keeps no clients' rounds or round messages, but the state holds some")
+        messages = {number: tensor.numpy().tobytes() for number, tensor in stored.items()}
+        for number, message in messages.items():
+            try:
+                decoded = decode_round_message(message)
+            except PayloadError as error:
+                raise ValueError(f"the round message of round {number} is damaged: {error}") from None
+            if decoded.server_round != number:
+                raise ValueError(f"the round message stored for round {number} is round {decoded.server_round}'s")
+        self.synced, self.messages = dict(synced), messages
 
 
 class DownlinkReceiver:
@@ -172,10 +193,7 @@ class DownlinkReceiver:
             raise DownlinkError(
                 f"round message for round {decoded.server_round} does not follow the held model (round {self.server_round})"
             )
-        updates = [
-            decode_update(payload, self.expected, server_round=decoded.server_round, max_bytes=self.max_payload_bytes)
-            for payload in decoded.payloads
-        ]
+        updates = self._updates(decoded)
         rebuilt = rebuild_global(self.strategy, decoded.server_round, self.state, updates)
         digest = global_model_sha256(rebuilt)
         if digest != decoded.model_sha256.hex():
@@ -184,3 +202,30 @@ class DownlinkReceiver:
                 f"server's {decoded.model_sha256.hex()[:12]}"
             )
         self.state, self.server_round = rebuilt, decoded.server_round
+
+    def check(self, message: bytes) -> RoundMessage:
+        """Validate a round message and decode its payloads against the manifest, without applying it (on resume).
+
+        Raises:
+            PayloadError: the message or one of its payloads is malformed.
+        """
+        decoded = decode_round_message(message, max_bytes=self.max_payload_bytes)
+        self._updates(decoded)
+        return decoded
+
+    def _updates(self, decoded: RoundMessage) -> list[ClientUpdate]:
+        """The message's payloads, each decoded and checked against the manifest and the message's round."""
+        return [
+            decode_update(payload, self.expected, server_round=decoded.server_round, max_bytes=self.max_payload_bytes)
+            for payload in decoded.payloads
+        ]
+
+
+def _count(value: Any) -> bool:
+    """An int >= 0 that is not a bool."""
+    return type(value) is int and value >= 0
+
+
+def _is_bytes(value: Any) -> bool:
+    """A 1-d uint8 tensor: bytes as a checkpoint holds them."""
+    return isinstance(value, torch.Tensor) and value.dtype == torch.uint8 and value.ndim == 1

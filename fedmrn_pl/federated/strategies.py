@@ -54,7 +54,14 @@ class Strategy(ABC):
         return {}
 
     def load_state_dict(self, state: Mapping) -> None:
-        """Restore what ``state_dict`` returned."""
+        """Restore what ``state_dict`` returned; a strategy that keeps none refuses any (override both together).
+
+        Raises:
+            ValueError: the state is not this strategy's.
+        """
+        if state:
+            keys = sorted(map(str, state)) if isinstance(state, Mapping) else type(state).__name__
+            raise ValueError(f"{type(self).__name__} keeps no server state, but the checkpoint holds {keys}")
 
 
 class FedAvg(Strategy):

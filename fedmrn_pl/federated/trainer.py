@@ -32,12 +32,14 @@ from fedmrn_pl.callbacks import (
     RunArtifacts,
     SeedSync,
 )
+from fedmrn_pl.callbacks.checkpoint_state import check_state
 from fedmrn_pl.client import ClientData, FederatedClient, check_client_data, local_trainer, quiet_lightning
 from fedmrn_pl.federated.downlink import DownlinkMode, DownlinkReceiver, ServerDownlink, rebuild_global
 from fedmrn_pl.federated.evaluation import EvaluationError, evaluate_module, evaluation_hook
 from fedmrn_pl.federated.metric_keys import MetricKeys
 from fedmrn_pl.federated.noise_scales import NoiseScaleWatch, issued_noise_scales, scale_metrics
 from fedmrn_pl.federated.run_config import describe_run
+from fedmrn_pl.federated.restore import check_against_run, section
 from fedmrn_pl.federated.sampling import sample_clients
 from fedmrn_pl.federated.strategies import FedMRN, Strategy
 from fedmrn_pl.federated.distributed import DEFAULT_TIMEOUT_SECONDS, Ranks, clients_of_rank, local_device_index
@@ -164,6 +166,8 @@ class FederatedTrainer:
         self.ranks = Ranks.from_environment(timeout_seconds)
         self.trainer_kwargs = _per_rank_trainer_kwargs(dict(trainer_kwargs or {}), self.ranks)
         check_trainer_kwargs(self.trainer_kwargs)
+        _check_precision(self.trainer_kwargs, module)
+        _check_timeouts(client_timeout, timeout_seconds, clients_per_round, self.ranks.world_size)
         self.label = label or (strategy.name if masking is None else f"{strategy.name}-{masking.kind}")
         self.callbacks, self.wire = _with_default_callbacks(callbacks, output_dir, overwrite)
         show_library_logs()  # progress and the partition on the console, unless the application configured logging
@@ -227,36 +231,37 @@ class FederatedTrainer:
         if self.threads is not None:
             torch.set_num_threads(self.threads)
         try:
+            # Ctrl-C and SIGTERM are handled until the callbacks have kept what they keep.
             with GracefulStop(enabled=self.ranks.world_size == 1) as stop:  # ranks could not agree on a round
-                self._call("on_fit_start")
-                if self.is_global_zero and self.completed_rounds == 0:
-                    _log_partition(self.data)
-                self._run_rounds(stop)
-            self.elapsed_seconds = time.perf_counter() - self._fit_origin
-            self.summary = run_summary(
-                self.label, self.history, self.global_state, self.elapsed_seconds, monitor=self.monitor
-            )
-            self.summary["world_size"] = self.ranks.world_size
-            self._call("on_fit_end")
-        except BaseException as exception:
-            self._call("on_exception", exception)
-            raise
+                try:
+                    self._call("on_fit_start")
+                    if self.is_global_zero and self.completed_rounds == 0:
+                        _log_partition(self.data)
+                    self._run_rounds(stop)
+                    self.elapsed_seconds = time.perf_counter() - self._fit_origin
+                    self.summary = run_summary(
+                        self.label, self.history, self.global_state, self.elapsed_seconds, monitor=self.monitor
+                    )
+                    self.summary["world_size"] = self.ranks.world_size
+                    self._call("on_fit_end")
+                except BaseException as error:
+                    # Ctrl-C, SIGTERM, or a KeyboardInterrupt/SystemExit from the user's code: one RunInterrupted.
+                    interrupted = stop.interruption(error, self.completed_rounds, self.rounds)
+                    self._call("on_exception", interrupted or error)
+                    if interrupted is None or interrupted is error:
+                        raise
+                    # A signal's traceback says nothing; the user's own raise keeps its traceback.
+                    raise interrupted from (None if interrupted.by in ("Ctrl-C", "SIGTERM") else error)
         finally:
             torch.set_num_threads(threads)
         return self.history
 
     def _run_rounds(self, stop: GracefulStop) -> None:
-        """The remaining rounds; Ctrl-C stops them at a round boundary (a second press, at once)."""
-        try:
-            for server_round in range(self.completed_rounds + 1, self.rounds + 1):
-                self.run_round(server_round)
-                if stop.requested and server_round < self.rounds:
-                    raise RunInterrupted(server_round, self.rounds)
-        except (KeyboardInterrupt, SystemExit) as error:
-            # Lightning turns a KeyboardInterrupt inside a client's fit into SystemExit(1).
-            if isinstance(error, RunInterrupted) or not (stop.forced or isinstance(error, KeyboardInterrupt)):
-                raise
-            raise RunInterrupted(self.completed_rounds, self.rounds, forced=True) from None
+        """The remaining rounds; a first Ctrl-C stops them at a round boundary (anything else, at once)."""
+        for server_round in range(self.completed_rounds + 1, self.rounds + 1):
+            self.run_round(server_round)
+            if stop.requested and server_round < self.rounds:
+                raise RunInterrupted(server_round, self.rounds)
 
     def run_round(self, server_round: int) -> dict[str, Any]:
         """One full round: sample, train clients (this rank's share), aggregate and evaluate on rank 0."""
@@ -423,24 +428,33 @@ class FederatedTrainer:
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Restore a ``state_dict`` so that ``fit`` continues after its last round."""
-        missing = {"global_state", "completed_rounds", "history"} - set(state)
-        if missing:
-            raise ValueError(f"checkpoint lacks {sorted(missing)}")
-        if set(state["global_state"]) != set(self.global_state):
-            raise ValueError("checkpoint's global model does not match this module's parameters")
-        self.global_state = dict(state["global_state"])
-        load_module_state(self.module, self.global_state)
-        self.completed_rounds = int(state["completed_rounds"])
-        self.elapsed_seconds = float(state.get("elapsed_seconds", 0.0))
-        self.history = list(state["history"])
-        self.strategy.load_state_dict(state.get("strategy", {}))
-        self.downlink.load_state_dict(state.get("downlink", {}))
-        self.client_states = {int(c): t.numpy().tobytes() for c, t in state.get("client_states", {}).items()}
+        """Restore a ``state_dict`` so that ``fit`` continues after its last round.
+
+        Every section is checked before the run changes: its types, keys and ranges
+        (``checkpoint_state.SECTIONS``), then against this run (``restore.check_against_run``:
+        the model, the client ids, each stored client state and round message decoded). The
+        strategy, the downlink and stateful callbacks then check their own state as they load it.
+
+        Raises:
+            CheckpointError: one line naming the section that does not fit.
+        """
+        check_state(state)
+        client_states = check_against_run(self, state)
+        with section("'strategy'"):
+            self.strategy.load_state_dict(state.get("strategy", {}))
+        with section("'downlink'"):
+            self.downlink.load_state_dict(state.get("downlink", {}))
         saved = state.get("callbacks", {})
         for callback in self.callbacks:
             if callback.state_key in saved:
-                callback.load_state_dict(saved[callback.state_key])
+                with section(f"'callbacks'[{callback.state_key!r}]"):
+                    callback.load_state_dict(saved[callback.state_key])
+        self.global_state = dict(state["global_state"])
+        load_module_state(self.module, self.global_state)
+        self.completed_rounds = state["completed_rounds"]
+        self.elapsed_seconds = float(state.get("elapsed_seconds", 0.0))
+        self.history = list(state["history"])
+        self.client_states = client_states
 
     def _call(self, hook: str, *args: Any) -> None:
         """A server hook: runs on rank 0 only."""
@@ -478,6 +492,30 @@ def _with_default_callbacks(
         packers.append(MaskPacking())
         callbacks.append(packers[0])
     return callbacks, packers[0]
+
+
+def _check_precision(trainer_kwargs: Mapping[str, Any], module: torch.nn.Module) -> None:
+    """Refuse a precision that makes clients send half weights of a float32 model: the server would drop every one."""
+    precision = str(trainer_kwargs.get("precision", "32-true"))
+    if precision in ("16-true", "bf16-true") and any(t.dtype == torch.float32 for t in module.state_dict().values()):
+        raise ValueError(
+            f"precision={precision} turns every client's weights to half precision while the global model is "
+            "float32, so the server would refuse every update; use 16-mixed or bf16-mixed (half-precision "
+            "compute, float32 weights)"
+        )
+
+
+def _check_timeouts(client_timeout: float | None, collective: float, clients_per_round: int, world_size: int) -> None:
+    """Under torchrun, a rank training its slowest allowed clients must finish before its peers stop waiting."""
+    if world_size < 2 or client_timeout is None:
+        return
+    per_rank = math.ceil(clients_per_round / world_size)
+    if per_rank * client_timeout >= collective:
+        raise ValueError(
+            f"client_timeout={client_timeout:g} s for up to {per_rank} client(s) per rank reaches the ranks' "
+            f"timeout_seconds={collective:g} s: a rank training slow clients would be taken for a dead one; "
+            f"raise the collective timeout (train.dist_timeout) above {per_rank * client_timeout:g} s or lower client_timeout"
+        )
 
 
 def _log_partition(data: ClientData) -> None:

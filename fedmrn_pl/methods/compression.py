@@ -30,7 +30,7 @@ from fedmrn_pl.messages import FitResult
 from fedmrn_pl.methods.compressors import Compressor
 from fedmrn_pl.seeding import derive_seed, make_generator
 from fedmrn_pl.update import DENSE_KIND, ClientUpdate, NoiseSpec
-from fedmrn_pl.wire import decode_update, encode_update
+from fedmrn_pl.wire import TensorSpec, decode_update, encode_update
 
 __all__ = ["CompressedDeltas", "UpdateCompression", "decode_residual", "encode_residual"]
 
@@ -103,6 +103,18 @@ class UpdateCompression(FederatedCallback):
         )  # fmt: skip
         if self.compressor.error_feedback:
             result.client_state = encode_residual(new_residual)
+
+    @property
+    def keeps_client_state(self) -> bool:
+        """Error feedback keeps each client's residual between its rounds."""
+        return self.compressor.error_feedback
+
+    def check_client_state(self, trainer: FederatedRun, client_id: int, state: bytes) -> None:
+        """A stored residual must decode to one finite float32 tensor per compressed name, in the model's shape."""
+        expected = {name: TensorSpec(tuple(trainer.global_state[name].shape), "dense", ("float32",)) for name in self.names}
+        for name, tensor in decode_update(state, expected).dense.items():
+            if not bool(torch.isfinite(tensor).all()):
+                raise ValueError(f"the residual of {name!r} holds non-finite values")
 
 
 def encode_residual(residual: Mapping[str, torch.Tensor]) -> bytes:

@@ -289,6 +289,12 @@ class FedPM(Strategy):
         self.settings = settings or FedPMSettings()
         self.alpha: dict[str, torch.Tensor] = {}
         self.beta: dict[str, torch.Tensor] = {}
+        self.shapes: dict[str, tuple[int, ...]] = {}  # of the masked tensors, once setup() saw the model
+
+    def setup(self, module: nn.Module) -> None:
+        """Note the masked tensors' shapes, which a restored posterior must have."""
+        tensors = dict(module.named_parameters())
+        self.shapes = {name: tuple(tensors[name].shape) for name in self.names if name in tensors}
 
     def compressed_manifest(self, global_state: Mapping[str, torch.Tensor]) -> dict[str, tuple[str, tuple[int, ...]]]:
         return {name: ("mask", tuple(global_state[name].shape)) for name in self.names}
@@ -338,8 +344,21 @@ class FedPM(Strategy):
         return {"alpha": dict(self.alpha), "beta": dict(self.beta), **made}
 
     def load_state_dict(self, state: Mapping) -> None:
-        """Restore the counts; refuse a posterior made with another estimate or vote clipping."""
-        if state.get("alpha"):
+        """Restore the counts, checked first; refuse a posterior made with another estimate or vote clipping.
+
+        Raises:
+            ValueError: unknown keys, counts that are not finite positive float32 tensors of every masked
+                tensor's shape, or other settings.
+        """
+        unknown = sorted(map(str, set(state) - {"alpha", "beta", "estimate", "vote_clip"}))
+        if unknown:
+            raise ValueError(f"unexpected FedPM state {unknown}")
+        alpha, beta = state.get("alpha", {}), state.get("beta", {})
+        for key, counts in (("alpha", alpha), ("beta", beta)):
+            self._check_counts(key, counts)
+        if set(alpha) != set(beta) or any(alpha[name].shape != beta[name].shape for name in alpha):
+            raise ValueError("FedPM 'alpha' and 'beta' counts must cover the same tensors, in the same shapes")
+        if alpha:
             # a checkpoint from before either setting existed was made with the mean of unclipped votes
             made = (state.get("estimate", FedPMEstimate.mean.value), state.get("vote_clip", 0.0))
             here = (self.settings.estimate.value, self.settings.vote_clip)
@@ -348,5 +367,20 @@ class FedPM(Strategy):
                     f"the checkpoint's FedPM posterior was made with estimate={made[0]}, vote_clip={made[1]}; this run "
                     f"uses estimate={here[0]}, vote_clip={here[1]}: resume with the run's own settings"
                 )
-        self.alpha = {k: v.clone() for k, v in state.get("alpha", {}).items()}
-        self.beta = {k: v.clone() for k, v in state.get("beta", {}).items()}
+        self.alpha = {k: v.clone() for k, v in alpha.items()}
+        self.beta = {k: v.clone() for k, v in beta.items()}
+
+    def _check_counts(self, key: str, counts: Any) -> None:
+        """Posterior counts: none yet, or a finite positive float32 tensor for every masked tensor."""
+        if not isinstance(counts, Mapping):
+            raise ValueError(f"FedPM {key!r} must be a dict of tensors, got {type(counts).__name__}")
+        if counts and set(counts) != set(self.names):
+            raise ValueError(f"FedPM {key!r} counts are for {sorted(map(str, counts))}, expected {sorted(self.names)}")
+        for name, tensor in counts.items():
+            shape = self.shapes.get(name)
+            if not isinstance(tensor, torch.Tensor) or tensor.dtype != torch.float32:
+                raise ValueError(f"FedPM {key!r} counts of {name!r} must be a float32 tensor")
+            if shape is not None and tuple(tensor.shape) != shape:
+                raise ValueError(f"FedPM {key!r} counts of {name!r} have shape {tuple(tensor.shape)}, the model's is {shape}")
+            if not bool((torch.isfinite(tensor) & (tensor > 0)).all()):
+                raise ValueError(f"FedPM {key!r} counts of {name!r} must be finite and > 0")

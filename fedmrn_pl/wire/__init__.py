@@ -26,6 +26,7 @@ _EXPORTS = {
     "PayloadError": "fedmrn_pl.wire.errors",
     "RoundMessage": "fedmrn_pl.wire.round_message",
     "TensorSpec": "fedmrn_pl.wire.format",
+    "UNUSED_NOISE": "fedmrn_pl.wire.layout",
     "decode_round_message": "fedmrn_pl.wire.round_message",
     "decode_update": "fedmrn_pl.wire.format",
     "describe_payload": "fedmrn_pl.wire.format",

@@ -19,7 +19,10 @@ import torch
 
 from fedmrn_pl.wire.errors import PayloadError
 
-__all__ = ["pack_bits", "packed_size", "unpack_bits"]
+__all__ = ["check_padding", "count_packed_ones", "pack_bits", "packed_size", "unpack_bits"]
+
+POPCOUNT = np.unpackbits(np.arange(256, dtype=np.uint8)[:, None], axis=1).sum(axis=1).astype(np.uint8)  # ones per byte
+_CHUNK = 1 << 20  # bytes counted at a time, so counting costs no memory in proportion to the mask
 
 
 def packed_size(numel: int) -> int:
@@ -62,14 +65,36 @@ def unpack_bits(data: bytes | bytearray | memoryview, shape: Sequence[int]) -> t
     """
     shape = tuple(int(d) for d in shape)
     numel = math.prod(shape)
+    packed = _checked(data, numel)
+    bits = np.unpackbits(packed, count=numel, bitorder="little")  # new uint8 array of 0/1
+    return torch.from_numpy(bits.view(np.bool_)).reshape(shape)
+
+
+def count_packed_ones(data: bytes | bytearray | memoryview, shape: Sequence[int]) -> int:
+    """The ones in a mask made by :func:`pack_bits`, checked as :func:`unpack_bits` checks it, without unpacking it.
+
+    Raises:
+        PayloadError: if ``data`` has the wrong length or a padding bit is set.
+    """
+    packed = _checked(data, math.prod(int(d) for d in shape))
+    return sum(int(POPCOUNT[packed[lo : lo + _CHUNK]].sum(dtype=np.int64)) for lo in range(0, packed.size, _CHUNK))
+
+
+def check_padding(last: int, numel: int) -> None:
+    """The unused high bits of the last byte of ``numel`` packed bits must be zero: one mask, one encoding."""
+    used = numel % 8
+    if used and last >> used:
+        raise PayloadError(
+            f"non-zero padding bits in the last byte of a mask of {numel} elements "
+            f"(byte 0x{last:02x}, only the low {used} bits may be set)"
+        )
+
+
+def _checked(data: bytes | bytearray | memoryview, numel: int) -> np.ndarray:
+    """``data`` as uint8 (not copied), checked to be the packed length of ``numel`` bits with zero padding bits."""
     packed = np.frombuffer(data, dtype=np.uint8)
     if packed.size != packed_size(numel):
         raise PayloadError(f"packed mask of {numel} elements must be {packed_size(numel)} bytes, got {packed.size}")
-    used = numel % 8
-    if used and packed[-1] >> used:
-        raise PayloadError(
-            f"non-zero padding bits in the last byte of a mask of {numel} elements "
-            f"(byte 0x{int(packed[-1]):02x}, only the low {used} bits may be set)"
-        )
-    bits = np.unpackbits(packed, count=numel, bitorder="little")  # new uint8 array of 0/1
-    return torch.from_numpy(bits.view(np.bool_)).reshape(shape)
+    if packed.size:
+        check_padding(int(packed[-1]), numel)
+    return packed

@@ -13,17 +13,21 @@ case: a reader that derives other contexts refuses the mask instead of misreadin
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Iterator, Sequence
 
 import numpy as np
+import torch
 
-from fedmrn_pl.masking.noise import generate_noise
+from fedmrn_pl.masking.noise import MIN_NOISE_MAGNITUDE
+from fedmrn_pl.seeding import derive_seed, make_generator
 from fedmrn_pl.update import NoiseFamily, NoiseSpec
 from fedmrn_pl.wire.mask_coding import CONTEXTS
 
-__all__ = ["noise_contexts", "uses_contexts"]
+__all__ = ["noise_context_chunks", "noise_contexts", "uses_contexts"]
 
 _EDGES = [c / CONTEXTS for c in range(1, CONTEXTS)]  # octiles of |n| / alpha, uniform on [0, 1]
+_CHUNK = 1 << 21  # elements whose noise is drawn at a time: ~12 MB, whatever the shape
 
 
 def uses_contexts(noise: NoiseSpec) -> bool:
@@ -34,12 +38,29 @@ def uses_contexts(noise: NoiseSpec) -> bool:
 def noise_contexts(seed: int, name: str, shape: Sequence[int], noise: NoiseSpec) -> np.ndarray:
     """Each element's context (uint8, flat): how many octiles its ``|n| / alpha`` reaches.
 
-    About 6 bytes of memory per element (the float32 noise, the contexts, one comparison).
+    The noise is ``masking.generate_noise(seed, name, shape, noise)``'s; the result takes one
+    byte per element.
+    """
+    return np.concatenate([np.zeros(0, dtype=np.uint8), *noise_context_chunks(seed, name, shape, noise)])
+
+
+def noise_context_chunks(seed: int, name: str, shape: Sequence[int], noise: NoiseSpec) -> Iterator[np.ndarray]:
+    """:func:`noise_contexts` in consecutive chunks, so a reader that only counts never holds them whole.
+
+    ``torch.rand`` on the CPU draws its floats one after another from the generator, so
+    drawing the noise in chunks gives the floats of one draw; the arithmetic is
+    ``generate_noise``'s uniform branch, element by element (a test pins the two together).
     """
     if not uses_contexts(noise):
         raise ValueError(f"masks over {noise.family} noise are not coded in noise contexts")
-    scaled = generate_noise(seed, name, shape, noise).abs_().div_(noise.alpha).reshape(-1).numpy()
-    contexts = np.zeros(scaled.size, dtype=np.uint8)
-    for edge in np.array(_EDGES, dtype=np.float32):
-        contexts += scaled >= edge
-    return contexts
+    numel = math.prod(int(d) for d in shape)
+    generator = make_generator(derive_seed(seed, purpose=f"noise:{name}"))
+    edges = np.array(_EDGES, dtype=np.float32)
+    for lo in range(0, numel, _CHUNK):
+        drawn = torch.rand(min(_CHUNK, numel - lo), generator=generator).mul_(2.0).sub_(1.0).mul_(noise.alpha)
+        # |where(|n| < MIN, MIN, n)| is max(|n|, MIN), both at float32's MIN: in place, one float per element
+        scaled = drawn.abs_().clamp_min_(MIN_NOISE_MAGNITUDE).div_(noise.alpha).numpy()
+        contexts = np.zeros(scaled.size, dtype=np.uint8)
+        for edge in edges:
+            contexts += scaled >= edge
+        yield contexts

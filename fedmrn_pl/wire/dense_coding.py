@@ -22,10 +22,11 @@ import numpy as np
 from fedmrn_pl.wire.choices import DenseEncoding
 from fedmrn_pl.wire.errors import PayloadError
 
-__all__ = ["MAX_DEFLATE_RATIO", "DenseEncoding", "deflate_planes", "inflate_planes"]
+__all__ = ["MAX_DEFLATE_RATIO", "DenseEncoding", "check_deflated", "deflate_planes", "inflate_planes"]
 
 MAX_DEFLATE_RATIO = 1032  # DEFLATE's largest possible expansion: fewer body bytes cannot hold the tensor
 _WBITS = -15  # raw DEFLATE: no zlib header or Adler-32 (the payload has its own checksum)
+_CHUNK = 1 << 20  # bytes inflated at a time when only checking
 
 
 def deflate_planes(raw: bytes, itemsize: int) -> bytes:
@@ -41,16 +42,43 @@ def inflate_planes(body: bytes | memoryview, itemsize: int, raw_size: int) -> by
     Inflates at most ``raw_size + 1`` bytes whatever the stream claims, so a hostile body
     cannot cost more memory than the tensor it declares.
     """
+    planes = _inflate(body, raw_size, keep=True)
+    return np.frombuffer(planes, dtype=np.uint8).reshape(itemsize, -1).T.tobytes()
+
+
+def check_deflated(body: bytes | memoryview, raw_size: int) -> None:
+    """Check a deflated body as :func:`inflate_planes` does, inflating it a chunk at a time and keeping nothing.
+
+    Memory does not grow with ``raw_size``, which a body may claim up to MAX_DEFLATE_RATIO times its length.
+    """
+    _inflate(body, raw_size, keep=False)
+
+
+def _inflate(body: bytes | memoryview, raw_size: int, keep: bool) -> bytes:
+    """Inflate ``body``, which must be one raw DEFLATE stream of exactly ``raw_size`` bytes ending at its end.
+
+    With ``keep`` the bytes are inflated in one call and returned; without, ``_CHUNK`` at a
+    time and dropped (``b""`` is returned). Never more than ``raw_size + 1`` bytes are inflated.
+    """
     inflater = zlib.decompressobj(_WBITS)
+    kept, total, pending = [], 0, body
     try:
-        planes = inflater.decompress(body, raw_size + 1)
+        while True:
+            limit = raw_size + 1 - total  # >= 1: the loop stops once past raw_size
+            planes = inflater.decompress(pending, limit if keep else min(limit, _CHUNK))
+            total += len(planes)
+            if keep:
+                kept.append(planes)
+            pending = inflater.unconsumed_tail
+            if inflater.eof or total > raw_size or not pending:
+                break
     except zlib.error as err:
         raise PayloadError(f"deflated body is corrupt ({err})") from None
-    if len(planes) != raw_size or not inflater.eof:
-        raise PayloadError(f"deflated body inflates to {'more than' if len(planes) > raw_size else 'only'} "
-                           f"{min(len(planes), raw_size)} bytes{'' if inflater.eof else ' (stream unfinished)'}, "
+    if total != raw_size or not inflater.eof:
+        raise PayloadError(f"deflated body inflates to {'more than' if total > raw_size else 'only'} "
+                           f"{min(total, raw_size)} bytes{'' if inflater.eof else ' (stream unfinished)'}, "
                            f"expected exactly {raw_size}")  # fmt: skip
     if inflater.unused_data or inflater.unconsumed_tail:
         raise PayloadError(f"deflated body has {len(inflater.unused_data) + len(inflater.unconsumed_tail)} "
                            "bytes after the end of its stream, expected 0")  # fmt: skip
-    return np.frombuffer(planes, dtype=np.uint8).reshape(itemsize, -1).T.tobytes()
+    return b"".join(kept)

@@ -19,7 +19,7 @@ import torch
 
 from fedmrn_pl.compressed import SignScale, Sparse
 from fedmrn_pl.update import ClientUpdate, DenseDtype
-from fedmrn_pl.wire.bits import pack_bits, unpack_bits
+from fedmrn_pl.wire.bits import count_packed_ones, pack_bits, unpack_bits
 from fedmrn_pl.wire.errors import PayloadError
 from fedmrn_pl.wire.layout import (
     CHECKSUM_SIZE,
@@ -42,6 +42,7 @@ from fedmrn_pl.wire.layout import (
     TORCH_DTYPES,
     UINT64,
     UINT64_LIMIT,
+    UNUSED_NOISE,
     WIRE_NUMPY_DTYPES,
     body_size,
     checksum,
@@ -49,11 +50,25 @@ from fedmrn_pl.wire.layout import (
     extent,
 )
 from fedmrn_pl.wire.choices import MaskEncoding
-from fedmrn_pl.wire.context_coding import noise_contexts, uses_contexts
-from fedmrn_pl.wire.dense_coding import DenseEncoding, deflate_planes, inflate_planes
-from fedmrn_pl.wire.mask_coding import decode_in_contexts, decode_mask, encode_in_contexts, encode_mask
+from fedmrn_pl.wire.context_coding import noise_context_chunks, noise_contexts, uses_contexts
+from fedmrn_pl.wire.dense_coding import DenseEncoding, check_deflated, deflate_planes, inflate_planes
+from fedmrn_pl.wire.mask_coding import (
+    MAX_ELEMENTS_PER_BYTE,
+    count_mask_ones,
+    count_ones_in_contexts,
+    decode_in_contexts,
+    decode_mask,
+    encode_in_contexts,
+    encode_mask,
+)
 from fedmrn_pl.wire.parse import Header, ManifestEntry, ParsedPayload, parse_payload
-from fedmrn_pl.wire.value_coding import decode_sign_scale, decode_sparse, encode_sign_scale, encode_sparse
+from fedmrn_pl.wire.value_coding import (
+    check_sign_scale,
+    decode_sign_scale,
+    decode_sparse,
+    encode_sign_scale,
+    encode_sparse,
+)
 
 __all__ = [
     "DenseEncoding",
@@ -153,6 +168,11 @@ def encode_update(
     mask_encoding = MaskEncoding.parse(mask_encoding, "mask_encoding")
     deflate = DenseEncoding.parse(dense_encoding, "dense_encoding") is DenseEncoding.deflate
     dataclasses.replace(update)  # re-runs ClientUpdate's checks, in case its dicts changed since
+    if update.mask_kind == "none" and update.noise != UNUSED_NOISE:
+        raise ValueError(
+            f"update.noise is {update.noise}, expected {UNUSED_NOISE}: an update without masks (mask kind 'none') "
+            "selects from no noise, and its payload carries the unused noise"
+        )
     shapes = {name: tuple(t.shape) for name, t in {**update.masks, **update.dense}.items()}
     shapes.update({name: _compressed_shape(t) for name, t in update.compressed.items()})
     names = sorted(shapes, key=_name_bytes)  # UTF-8 byte order, what the reader checks
@@ -378,16 +398,33 @@ def _read_compressed(parsed: ParsedPayload, entry: ManifestEntry) -> SignScale |
 
 def _read_mask(header: Header, entry: ManifestEntry, body: memoryview) -> torch.Tensor:
     """Decode one mask body; its coded form must be the one the header's noise calls for."""
+    _check_mask_form(header, entry)
     if entry.encoding == "mask":
         return unpack_bits(body, entry.shape)
-    expected = "noise_coded_mask" if uses_contexts(header.noise) else "coded_mask"
-    if entry.encoding != expected:
-        raise PayloadError(f"is {entry.encoding} but masks over {header.noise.family} noise are sent as {expected}")
     if entry.encoding == "coded_mask":
         return decode_mask(body, entry.shape)
     return decode_in_contexts(
         body, entry.shape, lambda: noise_contexts(header.seed, entry.name, entry.shape, header.noise)
     )
+
+
+def _count_mask_ones(header: Header, entry: ManifestEntry, body: memoryview) -> int:
+    """The ones of one mask body, checked as :func:`_read_mask` checks it, in memory that does not grow with it."""
+    _check_mask_form(header, entry)
+    if entry.encoding == "mask":
+        return count_packed_ones(body, entry.shape)
+    if entry.encoding == "coded_mask":
+        return count_mask_ones(body, entry.shape)
+    return count_ones_in_contexts(
+        body, entry.shape, lambda: noise_context_chunks(header.seed, entry.name, entry.shape, header.noise)
+    )
+
+
+def _check_mask_form(header: Header, entry: ManifestEntry) -> None:
+    """A coded mask must take the coded form the header's noise calls for (packed is always allowed)."""
+    expected = "noise_coded_mask" if uses_contexts(header.noise) else "coded_mask"
+    if entry.encoding not in ("mask", expected):
+        raise PayloadError(f"is {entry.encoding} but masks over {header.noise.family} noise are sent as {expected}")
 
 
 def _read_body(parsed: ParsedPayload, entry: ManifestEntry) -> torch.Tensor:
@@ -413,8 +450,26 @@ def _read_body(parsed: ParsedPayload, entry: ManifestEntry) -> torch.Tensor:
 # --------------------------------------------------------------------------- inspect
 
 
-def describe_payload(payload: bytes | bytearray | memoryview, *, max_bytes: int = DEFAULT_MAX_BYTES) -> dict:
-    """Validate a payload and summarise it as plain data, for ``fedmrn-pl inspect``.
+def describe_payload(
+    payload: bytes | bytearray | memoryview, *, max_bytes: int = DEFAULT_MAX_BYTES, max_elements: int | None = None
+) -> dict:
+    """Validate a payload as :func:`decode_update` does and summarise it as plain data, for ``fedmrn-pl inspect``.
+
+    Every check ``decode_update`` makes without an expected manifest runs here too (every
+    body is decoded: deflate streams, coded masks, sign scales, sparse indices ...), so a
+    payload described is one the server decodes; only what needs the run (its model's shapes,
+    what it issued) is left to the server. No mask or dense tensor is held whole: masks are
+    counted, their noise drawn and deflated bodies inflated a chunk at a time, so memory stays
+    a small multiple of the payload's size whatever shapes it declares; time grows with the
+    elements declared, which ``max_elements`` bounds before any body is read.
+
+    Args:
+        payload: the bytes.
+        max_bytes: the largest payload accepted.
+        max_elements: the most elements its tensors may declare in all (a sparse tensor's
+            zeros, never decoded, aside). ``None``: ``MAX_ELEMENTS_PER_BYTE`` (1716) per
+            payload byte, the most any valid payload holds (a coded mask's best case), so
+            only payloads the server would refuse anyway are refused by it.
 
     Returns:
         A dict of ints, floats, strings and lists: the header fields, ``total_bytes``,
@@ -424,10 +479,12 @@ def describe_payload(payload: bytes | bytearray | memoryview, *, max_bytes: int 
         the fraction of ones and the body bits per element.
 
     Raises:
-        PayloadError: if the payload is invalid.
+        PayloadError: if the payload is invalid, or declares more than ``max_elements``.
     """
     parsed = parse_payload(payload, max_bytes)
     header = parsed.header
+    _check_declared_elements(parsed, max_elements)
+    ones = {entry.name: _check_body(parsed, entry) for entry in sorted(parsed.entries, key=_decode_order)}
     masks = [entry for entry in parsed.entries if entry.encoding in MASK_ENCODINGS]
     mask_numel = sum(entry.numel for entry in masks)
     return {
@@ -445,11 +502,47 @@ def describe_payload(payload: bytes | bytearray | memoryview, *, max_bytes: int 
         "checksum_bytes": CHECKSUM_SIZE,
         "overhead_bytes": HEADER_SIZE + header.manifest_bytes + CHECKSUM_SIZE,
         "mask_bits_per_element": 8 * sum(entry.size for entry in masks) / mask_numel if mask_numel else 0.0,
-        "tensors": [_describe_tensor(parsed, entry) for entry in parsed.entries],
+        "tensors": [_describe_tensor(entry, ones[entry.name]) for entry in parsed.entries],
     }
 
 
-def _describe_tensor(parsed: ParsedPayload, entry: ManifestEntry) -> dict:
+def _check_declared_elements(parsed: ParsedPayload, max_elements: int | None) -> None:
+    """The elements the tensors declare (sparse zeros aside) against ``max_elements`` or the payload's size."""
+    declared = sum(entry.numel for entry in parsed.entries if entry.encoding != "sparse")
+    size = len(parsed.view)
+    limit = MAX_ELEMENTS_PER_BYTE * size if max_elements is None else max_elements
+    if declared > limit:
+        if max_elements is None:
+            raise PayloadError(
+                f"its tensors declare {declared} elements, more than any valid payload of {size} bytes holds "
+                f"({limit}: {MAX_ELEMENTS_PER_BYTE} per byte, a coded mask's best case)"
+            )
+        raise PayloadError(f"its tensors declare {declared} elements, more than max_elements={limit}")
+
+
+def _decode_order(entry: ManifestEntry) -> int:
+    """Bodies in :func:`decode_update`'s order (masks, compressed, dense): both report the same first error."""
+    return 0 if entry.encoding in MASK_ENCODINGS else 1 if entry.encoding in COMPRESSED_ENCODINGS else 2
+
+
+def _check_body(parsed: ParsedPayload, entry: ManifestEntry) -> int | None:
+    """Run :func:`decode_update`'s checks on one body without holding its tensor; a mask's number of ones."""
+    body = parsed.view[entry.offset : entry.offset + entry.size]
+    try:
+        if entry.encoding in MASK_ENCODINGS:
+            return _count_mask_ones(parsed.header, entry, body)
+        if entry.encoding == "sign_scale":
+            check_sign_scale(body, entry.shape)
+        elif entry.encoding == "sparse":
+            decode_sparse(body, entry.shape)  # values and indices: a few times the body, never the dense tensor
+        elif entry.deflated and entry.numel:
+            check_deflated(body, body_size(entry.encoding, entry.shape))
+    except PayloadError as err:
+        raise PayloadError(f"tensor {entry.name!r}: {err}") from err
+    return None
+
+
+def _describe_tensor(entry: ManifestEntry, ones: int | None) -> dict:
     """One tensor's row of :func:`describe_payload`."""
     row = {
         "name": entry.name,
@@ -460,7 +553,6 @@ def _describe_tensor(parsed: ParsedPayload, entry: ManifestEntry) -> dict:
         "deflated": entry.deflated,
     }
     if entry.encoding in MASK_ENCODINGS:
-        ones = int(_read_body(parsed, entry).sum()) if entry.numel else 0
         row["ones_fraction"] = ones / entry.numel if entry.numel else 0.0
         row["bits_per_element"] = 8 * entry.size / entry.numel if entry.numel else 0.0
         row["noise_scale"] = entry.noise_scale

@@ -48,6 +48,10 @@ contexts are measured in; a mask's own scale may differ per tensor and round, se
 ``masking/scales.py``) and the RMS of the client's trained update ``u`` for that tensor,
 from which the server sets the next round's scales. A scale must be finite and > 0, or
 0.0 for the header's alpha (a run at one magnitude, the paper's); an RMS finite and >= 0.
+
+An update without masks (mask kind ``none``: FedAvg, the baselines) selects from no noise,
+so its header's noise family and alpha are unused; they must be ``UNUSED_NOISE``'s (uniform,
+0.01, what every writer puts there), so that such a payload too has one valid form.
 """
 
 from __future__ import annotations
@@ -59,6 +63,7 @@ from collections.abc import Mapping, Sequence
 
 import torch
 
+from fedmrn_pl.update import NoiseSpec
 from fedmrn_pl.wire.bits import packed_size
 
 __all__ = [
@@ -71,6 +76,7 @@ __all__ = [
     "COMPRESSED_ENCODINGS",
     "MASK_ENCODINGS",
     "MAX_NUMEL",
+    "UNUSED_NOISE",
     "body_size",
     "manifest_size",
     "payload_size",
@@ -95,6 +101,7 @@ MASK_KIND_CODES = {"binary": 0, "signed": 1, "none": 2}
 NOISE_FAMILY_CODES = {"uniform": 0, "gauss": 1, "bernoulli": 2}
 ENCODING_CODES = {"mask": 0, "float32": 1, "float16": 2, "int64": 3, "coded_mask": 4, "sign_scale": 5, "sparse": 6,
                   "noise_coded_mask": 7}
+UNUSED_NOISE = NoiseSpec()  # the header noise of an update whose masks select from none (dense, baselines, FedPM)
 DEFLATED = 0x80  # encoding-byte flag of a deflated dense body; not an encoding of its own
 MASK_ENCODINGS = ("mask", "coded_mask", "noise_coded_mask")  # a mask: packed, entropy-coded, coded by noise
 COMPRESSED_ENCODINGS = ("sign_scale", "sparse")  # the baselines' tensors (``fedmrn_pl.compressed``)

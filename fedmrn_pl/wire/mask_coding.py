@@ -27,20 +27,22 @@ instead of per phase (the section "noise contexts" below); same stream, same che
 
 from __future__ import annotations
 
+import functools
 import math
 import struct
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
 
-from fedmrn_pl.wire.bits import pack_bits, packed_size, unpack_bits
+from fedmrn_pl.wire.bits import POPCOUNT, check_padding, pack_bits, packed_size, unpack_bits
 from fedmrn_pl.wire.errors import PayloadError
 
 __all__ = [
-    "CONTEXTS", "MAX_SYMBOLS_PER_BYTE", "coded_overhead", "context_overhead", "decode_in_contexts",
-    "decode_mask", "encode_in_contexts", "encode_mask", "lane_count", "mask_phases",
+    "CONTEXTS", "MAX_ELEMENTS_PER_BYTE", "MAX_SYMBOLS_PER_BYTE", "coded_overhead", "context_overhead",
+    "count_mask_ones", "count_ones_in_contexts", "decode_in_contexts", "decode_mask", "encode_in_contexts",
+    "encode_mask", "lane_count", "mask_phases",
 ]  # fmt: skip
 
 MAX_PHASES = 64  # kernels with more elements are modelled with one phase
@@ -49,9 +51,16 @@ STATE_LOW = 1 << 16  # rANS state interval [2**16, 2**32), renormalised 16 bits 
 WORD_BITS = 16
 MAX_LANES = 32
 SYMBOLS_PER_LANE = 2048  # lanes = ceil(symbols / 2048), at most MAX_LANES: 4 bytes of state per lane
-# A symbol costs at least log2(2**16 / 63771) = 0.039 bits (q = 1, the all-zero byte): ~203
-# symbols per body byte at best. Bodies claiming over 5x that are refused before decoding.
+# What a coded body can hold, proven rather than measured: no symbol's frequency exceeds 63775
+# of 2**16 (8 factors of at most 255/256, plus < 256 units of rounding), and decoding one takes
+# at least (2**16 - 63775) * (x >> 16) off a lane state x, so a state refilled to below 2**32
+# decodes at most 429 symbols before it needs its next 16-bit word: at most 214.5 symbols, 1716
+# mask elements, per body byte (an all-zero mask, the best case, reaches 1337). The parser refuses
+# bodies claiming over 1024 symbols per byte before decoding them (a looser bound, kept as the
+# format's); ``describe_payload`` refuses payloads declaring over MAX_ELEMENTS_PER_BYTE in all.
 MAX_SYMBOLS_PER_BYTE = 1024
+MAX_ELEMENTS_PER_BYTE = 1716
+_CHUNK_SYMBOLS = 1 << 17  # symbols decoded at a time: decoding holds a few bytes per chunk symbol, none per mask symbol
 CONTEXTS = 8  # noise-context groups (by rank: 8 gave 0.567 bits per element on the default run, 4: 0.573, 16: 0.565)
 _WORD = np.dtype("<u2")
 _CRC = struct.Struct("<I")
@@ -90,7 +99,7 @@ def encode_mask(mask: torch.Tensor) -> bytes:
     symbols = np.frombuffer(pack_bits(mask), dtype=np.uint8)
     probabilities = _phase_probabilities(np.unpackbits(symbols, count=math.prod(shape), bitorder="little"), shape)
     freq, start = _tables(probabilities)
-    phase = _symbol_phases(symbols.size, len(probabilities))
+    phase = _symbol_phases(0, symbols.size, len(probabilities))
     states, words = _rans_encode(freq[phase, symbols], start[phase, symbols], lane_count(math.prod(shape)))
     return b"".join([probabilities.tobytes(), states.astype(_STATE).tobytes(), words.astype(_WORD).tobytes()])
 
@@ -113,19 +122,47 @@ def decode_mask(data: bytes | bytearray | memoryview, shape: Sequence[int]) -> t
         PayloadError: if the body is malformed, truncated, too long or not canonical.
     """
     shape = tuple(int(d) for d in shape)
+    _, symbols = _read_phase_coded(data, shape, keep=True)
+    return unpack_bits(symbols, shape)
+
+
+def count_mask_ones(data: bytes | bytearray | memoryview, shape: Sequence[int]) -> int:
+    """The ones of the mask in a :func:`encode_mask` body, checked as :func:`decode_mask` checks it.
+
+    The mask is never held: symbols are decoded, counted and dropped a chunk at a time, so
+    memory does not grow with the shape the body declares.
+
+    Raises:
+        PayloadError: if the body is malformed, truncated, too long or not canonical.
+    """
+    ones, _ = _read_phase_coded(data, tuple(int(d) for d in shape), keep=False)
+    return ones
+
+
+def _read_phase_coded(
+    data: bytes | bytearray | memoryview, shape: tuple[int, ...], keep: bool
+) -> tuple[int, np.ndarray | None]:
+    """Decode and check a phase-coded body a chunk at a time: ``(ones, the packed mask if keep)``."""
     numel = math.prod(shape)
     phases, lanes = mask_phases(shape), lane_count(numel)
     probabilities, states, words = _split_body(data, shape, phases, lanes, "coded mask", "phase")
     freq, start = _tables(probabilities)
-    symbols = _rans_decode(states, words, freq, start, packed_size(numel))
-    mask = unpack_bits(symbols.tobytes(), shape)  # refuses set padding bits
-    expected = _phase_probabilities(mask.view(-1).numpy(), shape)
+    out = np.empty(packed_size(numel), dtype=np.uint8) if keep else None
+    ones, last = np.zeros(phases, dtype=np.int64), 0
+    rows = functools.partial(_symbol_phases, phases=phases)
+    for lo, symbols in _rans_decode(states, words, freq, start, packed_size(numel), rows):
+        ones += _phase_ones(np.unpackbits(symbols, bitorder="little"), 8 * lo, phases)
+        last = int(symbols[-1])
+        if out is not None:
+            out[lo : lo + symbols.size] = symbols
+    check_padding(last, numel)
+    expected = _probability_bytes(ones, _phase_counts(numel, phases))
     if not np.array_equal(expected, probabilities):
         raise PayloadError(
             f"coded mask probabilities {probabilities.tolist()} do not match its bit counts, "
             f"expected {expected.tolist()}"
         )
-    return mask
+    return int(ones.sum()), out
 
 
 # ------------------------------------------------------------------ noise contexts
@@ -181,6 +218,47 @@ def decode_in_contexts(
     """
     shape = tuple(int(d) for d in shape)
     numel = math.prod(shape)
+    orders: list[np.ndarray] = []
+
+    def census() -> tuple[list[int], int]:
+        derived = np.asarray(contexts()).reshape(-1)
+        order, sizes = _context_order(derived, numel)
+        orders.append(order)
+        return sizes, _contexts_crc(derived)
+
+    sizes, _, symbols = _read_context_coded(data, shape, census, keep=True)
+    order, ends = orders[0], np.cumsum(_context_bytes(sizes))
+    grouped = [np.unpackbits(symbols[end - packed_size(size) : end], count=size, bitorder="little")
+               for end, size in zip(ends, sizes, strict=True)]  # fmt: skip
+    flat = np.empty(numel, dtype=np.uint8)
+    flat[order] = np.concatenate(grouped) if grouped else flat[:0]
+    return torch.from_numpy(flat.astype(bool)).reshape(shape)
+
+
+def count_ones_in_contexts(
+    data: bytes | bytearray | memoryview, shape: Sequence[int], contexts: Callable[[], Iterable[np.ndarray]]
+) -> int:
+    """The ones of the mask in a :func:`encode_in_contexts` body, checked as :func:`decode_in_contexts` checks it.
+
+    ``contexts`` gives the contexts in consecutive chunks (``context_coding.noise_context_chunks``),
+    and neither they nor the mask are ever held whole: memory does not grow with the declared shape.
+    """
+    numel = math.prod(int(d) for d in shape)
+    _, ones, _ = _read_context_coded(data, tuple(int(d) for d in shape), lambda: _census(contexts(), numel), keep=False)
+    return ones
+
+
+def _read_context_coded(
+    data: bytes | bytearray | memoryview,
+    shape: tuple[int, ...],
+    census: Callable[[], tuple[list[int], int]],
+    keep: bool,
+) -> tuple[list[int], int, np.ndarray | None]:
+    """Decode and check a context-coded body a chunk at a time: ``(group sizes, ones, packed groups if keep)``.
+
+    ``census()`` derives the contexts' group sizes and CRC-32; it is called once the fixed part has passed.
+    """
+    numel = math.prod(shape)
     view = memoryview(data)
     lanes = _context_lanes(numel)
     if len(view) < context_overhead(shape) or (len(view) - context_overhead(shape)) % _WORD.itemsize:
@@ -189,38 +267,63 @@ def decode_in_contexts(
             f"{lanes} lane states of 4 bytes and whole 2-byte words, got {len(view)} bytes"
         )
     probabilities, states, words = _split_body(view[_CRC.size :], shape, CONTEXTS, lanes, "noise-coded mask", "context")
-    derived = contexts()
+    sizes, crc = census()
     (written,) = _CRC.unpack_from(view)
-    if written != _contexts_crc(derived):
+    if written != crc:
         raise PayloadError(
             f"noise-coded mask was written with other noise contexts (CRC-32 {written:08x}, here "
-            f"{_contexts_crc(derived):08x}): this reader regenerates the noise differently"
+            f"{crc:08x}): this reader regenerates the noise differently"
         )
-    order, sizes = _context_order(derived, numel)
     freq, start = _context_tables(probabilities)
-    rows = _context_rows(sizes)
-    symbols = _rans_decode(states, words, freq, start, rows.size, rows=rows)
-    grouped = []
-    packed_groups = np.split(symbols, np.cumsum(_context_bytes(sizes))[:-1])
-    for context, (packed, size) in enumerate(zip(packed_groups, sizes, strict=True)):
-        bits = np.unpackbits(packed, bitorder="little")
-        if bits[size:].any():
-            raise PayloadError(f"noise-coded mask context {context} has padding bits set after its {size} bits")
-        grouped.append(bits[:size])
-    expected = _probability_bytes([int(bits.sum()) for bits in grouped], sizes)
+    ends = np.cumsum(_context_bytes(sizes))
+    starts = ends - _context_bytes(sizes)
+    out = np.empty(int(ends[-1]), dtype=np.uint8) if keep else None
+    ones, bad_padding = np.zeros(CONTEXTS, dtype=np.int64), None
+
+    def rows(lo: int, hi: int) -> np.ndarray:
+        return np.repeat(np.arange(CONTEXTS), np.clip(ends, lo, hi) - np.clip(starts, lo, hi))
+
+    for lo, symbols in _rans_decode(states, words, freq, start, int(ends[-1]), rows):
+        hi, counts = lo + symbols.size, POPCOUNT[symbols]
+        for context in range(CONTEXTS):
+            first, end = max(int(starts[context]), lo), min(int(ends[context]), hi)
+            if first < end:
+                ones[context] += int(counts[first - lo : end - lo].sum(dtype=np.int64))
+                if end == ends[context] and bad_padding is None and symbols[end - 1 - lo] >> (sizes[context] % 8 or 8):
+                    bad_padding = context
+        if out is not None:
+            out[lo:hi] = symbols
+    if bad_padding is not None:
+        size = sizes[bad_padding]
+        raise PayloadError(f"noise-coded mask context {bad_padding} has padding bits set after its {size} bits")
+    expected = _probability_bytes(ones, sizes)
     if not np.array_equal(expected, probabilities):
         raise PayloadError(
             f"noise-coded mask probabilities {probabilities.tolist()} do not match its bit counts, "
             f"expected {expected.tolist()}"
         )
-    flat = np.empty(numel, dtype=np.uint8)
-    flat[order] = np.concatenate(grouped) if grouped else flat[:0]
-    return torch.from_numpy(flat.astype(bool)).reshape(shape)
+    return sizes, int(ones.sum()), out
 
 
-def _contexts_crc(contexts: np.ndarray) -> int:
-    """CRC-32 of the contexts as bytes (one per element)."""
-    return zlib.crc32(np.ascontiguousarray(np.asarray(contexts).reshape(-1), dtype=np.uint8).tobytes())
+def _census(chunks: Iterable[np.ndarray], numel: int) -> tuple[list[int], int]:
+    """Group sizes and CRC-32 of contexts given in consecutive chunks, each checked to lie in ``[0, CONTEXTS)``."""
+    sizes, crc, seen = np.zeros(CONTEXTS, dtype=np.int64), 0, 0
+    for chunk in chunks:
+        chunk = np.asarray(chunk).reshape(-1)
+        if chunk.size and not 0 <= int(chunk.min()) <= int(chunk.max()) < CONTEXTS:
+            seen = -1
+            break
+        for lo in range(0, chunk.size, 1 << 16):  # bincount copies to int64: a slice at a time
+            sizes += np.bincount(chunk[lo : lo + (1 << 16)], minlength=CONTEXTS)
+        crc, seen = _contexts_crc(chunk, crc), seen + chunk.size
+    if seen != numel:
+        raise ValueError(f"contexts must give each of the {numel} elements a context in [0, {CONTEXTS})")
+    return [int(size) for size in sizes], crc
+
+
+def _contexts_crc(contexts: np.ndarray, crc: int = 0) -> int:
+    """CRC-32 of the contexts as bytes (one per element), continuing from ``crc`` (the CRC of earlier chunks)."""
+    return zlib.crc32(np.ascontiguousarray(np.asarray(contexts).reshape(-1), dtype=np.uint8), crc)
 
 
 def _context_order(contexts: np.ndarray, numel: int) -> tuple[np.ndarray, list[int]]:
@@ -275,11 +378,22 @@ def _split_body(
 def _phase_probabilities(bits: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     """``q_i = round(256 * ones_i / count_i)`` per phase, clipped to [1, 255]; 128 for an empty phase."""
     phases = mask_phases(shape)
-    padded = np.zeros(-(-bits.size // phases) * phases, dtype=np.int64)
-    padded[: bits.size] = bits
-    ones = padded.reshape(-1, phases).sum(axis=0)
-    counts = np.full(phases, bits.size // phases) + (np.arange(phases) < bits.size % phases)
-    return _probability_bytes(ones, counts)
+    return _probability_bytes(_phase_ones(bits, 0, phases), _phase_counts(bits.size, phases))
+
+
+def _phase_ones(bits: np.ndarray, first: int, phases: int) -> np.ndarray:
+    """Ones per phase among ``bits`` (0/1 uint8), the first of which is element ``first`` of the mask."""
+    if phases == 1:
+        return np.array([np.count_nonzero(bits)], dtype=np.int64)
+    lead = first % phases  # zeros in front, so that element ``first`` lands in column ``first % phases``
+    padded = np.zeros(-(-(lead + bits.size) // phases) * phases, dtype=np.uint8)
+    padded[lead : lead + bits.size] = bits
+    return padded.reshape(-1, phases).sum(axis=0, dtype=np.int64)
+
+
+def _phase_counts(numel: int, phases: int) -> np.ndarray:
+    """Elements per phase of a mask of ``numel`` elements."""
+    return np.full(phases, numel // phases) + (np.arange(phases) < numel % phases)
 
 
 def _probability_bytes(ones: np.ndarray, counts: np.ndarray) -> np.ndarray:
@@ -311,9 +425,9 @@ def _tables(probabilities: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return freq.astype(np.uint64), start.astype(np.uint64)
 
 
-def _symbol_phases(count: int, phases: int) -> np.ndarray:
-    """The phase of each symbol's bit 0: ``8 * s mod P``."""
-    return (8 * np.arange(count, dtype=np.int64)) % phases
+def _symbol_phases(lo: int, hi: int, phases: int) -> np.ndarray:
+    """The phase of bit 0 of symbols ``lo`` to ``hi``: ``8 * s mod P``."""
+    return (8 * np.arange(lo, hi, dtype=np.int64)) % phases
 
 
 def _lane_rows(values: np.ndarray, lanes: int) -> list[np.ndarray]:
@@ -343,38 +457,40 @@ def _rans_decode(
     freq: np.ndarray,
     start: np.ndarray,
     count: int,
-    rows: np.ndarray | None = None,
-) -> np.ndarray:
-    """Decode ``count`` byte symbols from lane ``state`` and ``words``; checks the end state.
+    rows: Callable[[int, int], np.ndarray],
+) -> Iterator[tuple[int, np.ndarray]]:
+    """Decode ``count`` byte symbols from lane ``state`` and ``words``, ``(first index, symbols)`` a chunk at a time.
 
-    ``rows``: each symbol's table row (default: its phase, ``8 * s mod P``).
+    ``rows(lo, hi)``: the table row of symbols ``lo`` to ``hi``. Once the last chunk is
+    taken, every word must have been read and every lane be back in its initial state.
     """
     lanes, phases = state.size, freq.shape[0]
     offsets = np.arange(phases, dtype=np.uint64)[:, None] << np.uint64(SCALE_BITS)
     bounds = (start + offsets).reshape(-1)  # ascending: phase blocks of 2**16, symbol starts inside each
     freq, start = freq.reshape(-1), start.reshape(-1)
-    rows = _symbol_phases(count, phases) if rows is None else rows
-    base = rows.astype(np.uint32) << np.uint32(SCALE_BITS)
-    found = np.empty(count, dtype=np.uint16)  # phase * 256 + symbol, per decoded symbol
     state, words, read = state.copy(), words.astype(np.uint64), 0
     low, shift = np.uint64((1 << SCALE_BITS) - 1), np.uint64(SCALE_BITS)
-    for lo, b in zip(range(0, count, lanes), _lane_rows(base, lanes)):
-        x = state[: b.size]
-        slot = x & low
-        index = np.searchsorted(bounds, slot + b, side="right") - 1
-        found[lo : lo + b.size] = index
-        x = freq[index] * (x >> shift) + slot - start[index]
-        refill = np.flatnonzero(x < STATE_LOW)
-        if refill.size:
-            if read + refill.size > words.size:
-                raise PayloadError(f"coded mask stream truncated: needs word {read + refill.size} at symbol {lo}, "
-                                   f"only {words.size} words")  # fmt: skip
-            x[refill] = (x[refill] << shift) | words[read : read + refill.size]
-            read += refill.size
-        state[: b.size] = x
+    step = max(1, _CHUNK_SYMBOLS // lanes) * lanes  # whole lane steps per chunk
+    for first in range(0, count, step):
+        base = rows(first, min(first + step, count)).astype(np.uint32) << np.uint32(SCALE_BITS)
+        found = np.empty(base.size, dtype=np.uint16)  # phase * 256 + symbol, per decoded symbol
+        for lo, b in zip(range(0, base.size, lanes), _lane_rows(base, lanes)):
+            x = state[: b.size]
+            slot = x & low
+            index = np.searchsorted(bounds, slot + b, side="right") - 1
+            found[lo : lo + b.size] = index
+            x = freq[index] * (x >> shift) + slot - start[index]
+            refill = np.flatnonzero(x < STATE_LOW)
+            if refill.size:
+                if read + refill.size > words.size:
+                    raise PayloadError(f"coded mask stream truncated: needs word {read + refill.size} at symbol "
+                                       f"{first + lo}, only {words.size} words")  # fmt: skip
+                x[refill] = (x[refill] << shift) | words[read : read + refill.size]
+                read += refill.size
+            state[: b.size] = x
+        yield first, (found & 0xFF).astype(np.uint8)
     if read != words.size:
         raise PayloadError(f"coded mask has {words.size - read} words left after its {count} symbols, expected 0")
     if (state != STATE_LOW).any():
         lane = int(np.flatnonzero(state != STATE_LOW)[0])
         raise PayloadError(f"coded mask lane {lane} ends in state {int(state[lane])}, expected {STATE_LOW}: corrupt")
-    return (found & 0xFF).astype(np.uint8)

@@ -32,6 +32,7 @@ from fedmrn_pl.wire.layout import (
     NAME_LEN,
     NOISE_FAMILY_CODES,
     UINT64,
+    UNUSED_NOISE,
     body_size,
     checksum,
     extent,
@@ -144,7 +145,20 @@ def parse_payload(payload: bytes | bytearray | memoryview, max_bytes: int) -> Pa
     if header.mask_kind == "none" and any(e.encoding in MASK_ENCODINGS for e in entries):
         masked = [e.name for e in entries if e.encoding in MASK_ENCODINGS]
         raise PayloadError(f"mask kind 'none' (dense update) cannot carry mask tensors {masked}")
+    if header.mask_kind == "none":
+        _check_unused_noise(header.noise)
     return ParsedPayload(view, header, entries)
+
+
+def _check_unused_noise(noise: NoiseSpec) -> None:
+    """An update without masks selects from no noise: its header's must be UNUSED_NOISE, so it has one valid form."""
+    for field in ("family", "alpha"):
+        value, expected = getattr(noise, field), getattr(UNUSED_NOISE, field)
+        if value != expected:
+            raise PayloadError(
+                f"noise {field} is {value!r}, expected {expected!r}: mask kind 'none' (an update without masks) "
+                f"selects from no noise, and its header carries the unused noise {UNUSED_NOISE}"
+            )
 
 
 def _check_preamble(view: memoryview) -> None:

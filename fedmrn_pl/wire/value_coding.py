@@ -19,10 +19,11 @@ import numpy as np
 import torch
 
 from fedmrn_pl.compressed import SignScale, Sparse
-from fedmrn_pl.wire.bits import pack_bits, packed_size, unpack_bits
+from fedmrn_pl.wire.bits import count_packed_ones, pack_bits, packed_size, unpack_bits
 from fedmrn_pl.wire.errors import PayloadError
 
 __all__ = [
+    "check_sign_scale",
     "decode_sign_scale",
     "decode_sparse",
     "encode_sign_scale",
@@ -68,10 +69,22 @@ def encode_sign_scale(tensor: SignScale) -> bytes:
 
 def decode_sign_scale(body: bytes | memoryview, shape: Sequence[int]) -> SignScale:
     """Read a ``sign_scale`` body of a tensor of ``shape`` (its length already checked)."""
+    scale = _scale(body)
+    return SignScale(unpack_bits(body[_SCALE.itemsize :], shape), scale)
+
+
+def check_sign_scale(body: bytes | memoryview, shape: Sequence[int]) -> None:
+    """Check a ``sign_scale`` body as :func:`decode_sign_scale` does, without unpacking its bits."""
+    _scale(body)
+    count_packed_ones(body[_SCALE.itemsize :], shape)
+
+
+def _scale(body: bytes | memoryview) -> float:
+    """A ``sign_scale`` body's scale: finite, >= 0 and not -0.0, so one tensor has one body."""
     scale = float(np.frombuffer(body[: _SCALE.itemsize], dtype=_SCALE)[0])
     if not (math.isfinite(scale) and scale >= 0) or math.copysign(1.0, scale) < 0:
         raise PayloadError(f"sign scale is {scale!r}, expected a finite float32 >= 0 (and not -0.0)")
-    return SignScale(unpack_bits(body[_SCALE.itemsize :], shape), scale)
+    return scale
 
 
 def encode_sparse(tensor: Sparse) -> bytes:
@@ -98,8 +111,20 @@ def decode_sparse(body: bytes | memoryview, shape: Sequence[int]) -> Sparse:
     used = (count * bits) % 8
     if used and packed[-1] >> used:
         raise PayloadError(f"non-zero padding bits after the {count} sparse indices of {bits} bits")
-    planes = np.unpackbits(packed, count=count * bits, bitorder="little").reshape(count, bits).astype(np.int64)
-    indices = (planes << np.arange(bits, dtype=np.int64)).sum(axis=1) if count else np.zeros(0, dtype=np.int64)
+    indices = _unpack_indices(packed, count, bits)
     if count and (indices[-1] >= numel or (np.diff(indices) <= 0).any()):
         raise PayloadError(f"sparse indices must be strictly ascending and below {numel}")
-    return Sparse(torch.from_numpy(values.copy()), torch.from_numpy(indices.astype(np.int64)), shape)
+    return Sparse(torch.from_numpy(values.copy()), torch.from_numpy(indices), shape)
+
+
+def _unpack_indices(packed: np.ndarray, count: int, bits: int) -> np.ndarray:
+    """``count`` indices of ``bits`` bits each, LSB-first: each read from the 8 bytes its first bit falls in.
+
+    ``bits <= 48`` (MAX_NUMEL) and a bit offset within a byte is < 8, so an index lies inside one
+    little-endian uint64 window; ~40 bytes of memory per index, not 16 per index bit.
+    """
+    offsets = np.arange(count, dtype=np.int64) * bits
+    padded = np.concatenate([packed, np.zeros(8, dtype=np.uint8)])  # the last windows may run past the body
+    windows = np.lib.stride_tricks.sliding_window_view(padded, 8)[offsets >> 3]  # (count, 8): a copy, rows contiguous
+    words = windows.view("<u8").reshape(-1)
+    return ((words >> (offsets & 7).astype(np.uint64)) & np.uint64((1 << bits) - 1)).astype(np.int64)

@@ -60,7 +60,7 @@ def test_checkpoint_loads_with_weights_only_and_holds_the_federated_state(small_
 
 def test_a_save_killed_midway_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
     path = tmp_path / "checkpoint.pt"
-    save_checkpoint({"global_state": {"w": torch.ones(3)}, "completed_rounds": 1, "history": [{}]}, path)
+    save_checkpoint({"global_state": {"w": torch.ones(3)}, "completed_rounds": 1, "history": _history(1)}, path)
 
     def dying_save(obj, handle, *args, **kwargs):
         handle.write(b"PK\x03\x04 half a zip")
@@ -68,7 +68,7 @@ def test_a_save_killed_midway_keeps_the_last_good_checkpoint(tmp_path, monkeypat
 
     monkeypatch.setattr(torch, "save", dying_save)
     with pytest.raises(KeyboardInterrupt):
-        save_checkpoint({"global_state": {"w": torch.zeros(3)}, "completed_rounds": 2, "history": [{}, {}]}, path)
+        save_checkpoint({"global_state": {"w": torch.zeros(3)}, "completed_rounds": 2, "history": _history(2)}, path)
     monkeypatch.undo()
     state = load_checkpoint(path)
     assert state["completed_rounds"] == 1 and torch.equal(state["global_state"]["w"], torch.ones(3))
@@ -84,16 +84,28 @@ def test_damaged_or_missing_checkpoints_raise_clear_errors(tmp_path):
     assert isinstance(error.value, ValueError) and "\n" not in str(error.value)
 
 
+def _history(rounds, **changes):
+    """``rounds`` well-formed round records (100 uplink bytes each), with ``changes`` in the last one."""
+    records = [
+        {"round": r, "dropped_clients": [], "uplink/bytes": 100, "uplink/cumulative_bytes": 100 * r,
+         "uplink/dense_bytes": 800, "downlink/bytes": 800, "test/acc": 0.5}
+        for r in range(1, rounds + 1)
+    ]  # fmt: skip
+    if changes:
+        records[-1].update(changes)
+    return records
+
+
 def _state(**changes):
     """A small well-formed checkpoint state, with ``changes`` applied."""
     state = {
         "global_state": {"fc.weight": torch.arange(12.0).reshape(3, 4), "bn.num_batches_tracked": torch.tensor(7)},
         "completed_rounds": 2,
         "elapsed_seconds": 1.5,
-        "history": [{"test/acc": 0.5}, {"test/acc": 0.6}],
+        "history": _history(2),
         "strategy": {},
         "callbacks": {},
-        "run_fingerprint": "abc",
+        "run_fingerprint": "ab" * 32,
     }
     state.update(changes)
     return state
@@ -131,15 +143,36 @@ def test_a_checkpoint_without_digest_is_refused(tmp_path):
         ({"completed_rounds": -5}, "'completed_rounds'=-5 must be an int >= 0"),
         ({"completed_rounds": True}, "'completed_rounds'=True must be an int"),
         ({"completed_rounds": 2.0}, "'completed_rounds'=2.0 must be an int"),
-        ({"history": {"test/acc": 0.5}}, "'history' must be a list of dicts"),
-        ({"history": [1, 2]}, "'history' must be a list of dicts"),
-        ({"history": [{}]}, "'history' has 1 rounds but 'completed_rounds' is 2"),
+        ({"history": {"test/acc": 0.5}}, "'history' must be a list, got dict"),
+        ({"history": [1, 2]}, "'history'[0] must be a dict, got int"),
+        ({"history": _history(1)}, "'history' has 1 rounds but 'completed_rounds' is 2"),
+        ({"history": [{}, {}]}, "'history'[0] lacks 'round'"),
+        ({"history": _history(2, round=7)}, "'history'[1]['round']=7 must be 2 (rounds in order)"),
+        ({"history": _history(2, **{"uplink/bytes": "abc"})}, "'history'[1]['uplink/bytes']='abc' must be an int >= 0"),
+        ({"history": _history(2, **{"uplink/cumulative_bytes": 5})}, "['uplink/cumulative_bytes']=5 must be 200, the sum"),
+        ({"history": _history(2, **{"test/acc": torch.ones(2)})}, "'history'[1]['test/acc']=tensor([1., 1.]) must be a number"),
+        ({"history": _history(2, mine={"a": torch.ones(1)})}, "'history'[1]['mine']['a'] must be plain data"),
+        ({"history": _history(2, next_noise_scales={"w": -1.0})}, "['next_noise_scales']['w']=-1.0 must be a finite number in"),
         ({"global_state": {}}, "'global_state' must be a non-empty dict"),
-        ({"global_state": {"w": [1.0]}}, "entry 'w' must be a tensor"),
-        ({"global_state": {"w": torch.tensor([1.0, float("nan")])}}, "'w' holds non-finite values"),
-        ({"global_state": {"w": torch.tensor([float("inf")])}}, "'w' holds non-finite values"),
+        ({"global_state": {"w": [1.0]}}, "'global_state'['w'] must be a tensor, got list"),
+        ({"global_state": {3: torch.ones(1)}}, "'global_state' key=3 must be a str"),
+        ({"global_state": {"w": torch.tensor([1.0, float("nan")])}}, "'global_state'['w'] holds non-finite values"),
+        ({"global_state": {"w": torch.tensor([float("inf")])}}, "'global_state'['w'] holds non-finite values"),
         ({"elapsed_seconds": float("nan")}, "'elapsed_seconds'=nan must be a finite number"),
-        ({"callbacks": [1]}, "'callbacks' must be a dict"),
+        ({"elapsed_seconds": True}, "'elapsed_seconds'=True must be a finite number"),
+        ({"callbacks": [1]}, "'callbacks' must be a dict, got list"),
+        ({"callbacks": {"SeedSync": "abc"}}, "'callbacks'['SeedSync'] must be a dict, got str"),
+        ({"strategy": "abc"}, "'strategy' must be a dict, got str"),
+        ({"client_states": "abc"}, "'client_states' must be a dict, got str"),
+        ({"client_states": {"x": torch.zeros(3, dtype=torch.uint8)}}, "'client_states' key='x' must be a client id"),
+        ({"client_states": {"01": torch.zeros(3, dtype=torch.uint8)}}, "'client_states' key='01' must be a client id"),
+        ({"client_states": {"1": torch.zeros(3)}}, "'client_states'['1'] must be a 1-d torch.uint8 tensor, got torch.float32"),
+        ({"downlink": "abc"}, "'downlink' must be a dict, got str"),
+        ({"downlink": {"synced": {"a": "b"}}}, "'downlink'['synced'] key='a' must be an int >= 0"),
+        ({"downlink": {"messages": {1: [1, 2]}}}, "'downlink'['messages'][1] must be a 1-d torch.uint8 tensor, got list"),
+        ({"downlink": {"other": {}}}, "'downlink' has an unexpected key 'other'"),
+        ({"run_fingerprint": "abc"}, "'run_fingerprint'='abc' must be a hex SHA-256"),
+        ({"run_config": "abc"}, "'run_config' must be a dict, got str"),
     ],
 )
 def test_a_checkpoint_with_a_bad_field_is_refused_naming_the_field(tmp_path, changes, words):

@@ -93,3 +93,13 @@ def test_a_hung_rank_fails_the_job_in_time_and_its_checkpoint_resumes_on_one_pro
     assert not (tmp_path / "result.json").exists()
     resumed = _job(tmp_path, "--resume", ranks=1)  # round 1 was saved before the hang
     assert resumed["sha"] == one_process["sha"] and resumed["history"] == one_process["history"]
+
+
+def test_a_client_timeout_the_ranks_timeout_cannot_wait_for_is_refused_before_any_round(tmp_path):
+    overrides = ["data.name=digits", "data.num_clients=6", "train.clients_per_round=4", "train.rounds=1",
+                 "train.client_timeout=20", "train.dist_timeout=30", f"output_dir={tmp_path / 'run'}"]  # fmt: skip
+    refused = _run([*TORCHRUN, "-m", "fedmrn_pl", "fit", *overrides], timeout=120)
+    assert refused.returncode != 0
+    assert "2 client(s) per rank" in refused.stderr and "train.dist_timeout" in refused.stderr
+    assert "fedmrn_pl/" not in refused.stderr  # torchrun prints its own traceback, ours none
+    assert not (tmp_path / "run" / "metrics.json").exists()

@@ -55,8 +55,9 @@ def make_update(mask_kind: str = "binary", family: str = "uniform", seed: int = 
     dense = {name: torch.randn(shape, generator=gen) for name, shape in shapes.items()}
     dense["bn.num_batches_tracked"] = torch.tensor(1234, dtype=torch.int64)
     masks = {} if mask_kind == "none" else {n: torch.rand(s, generator=gen) < 0.3 for n, s in MASK_SHAPES.items()}
+    noise = NoiseSpec() if mask_kind == "none" else NoiseSpec(family, 0.0123)  # a dense update's noise is unused: one value
     return ClientUpdate(
-        server_round=3, client_id=17, seed=2**63 - 5, mask_kind=mask_kind, noise=NoiseSpec(family, 0.0123),
+        server_round=3, client_id=17, seed=2**63 - 5, mask_kind=mask_kind, noise=noise,
         num_examples=600, masks=masks, dense=dense,
     )  # fmt: skip
 

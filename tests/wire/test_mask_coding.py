@@ -123,7 +123,7 @@ def _body_for(symbols: bytes, probabilities: list[int], lanes: int = 1) -> bytes
     q = np.array(probabilities, dtype=np.uint8)
     freq, start = mask_coding._tables(q)
     values = np.frombuffer(symbols, dtype=np.uint8)
-    phase = mask_coding._symbol_phases(values.size, q.size)
+    phase = mask_coding._symbol_phases(0, values.size, q.size)
     states, words = mask_coding._rans_encode(freq[phase, values], start[phase, values], lanes)
     return q.tobytes() + states.astype("<u4").tobytes() + words.astype("<u2").tobytes()
 
