@@ -29,10 +29,13 @@ _WBITS = -15  # raw DEFLATE: no zlib header or Adler-32 (the payload has its own
 _CHUNK = 1 << 20  # bytes inflated at a time when only checking
 
 
+DEFLATE_LEVEL = 6  # CNN4's dense float32 update: level 9 is 5.7x slower for 0.3% fewer bytes (BENCHMARKS.md)
+
+
 def deflate_planes(raw: bytes, itemsize: int) -> bytes:
-    """Byte-plane shuffle of ``raw`` (elements of ``itemsize`` bytes), then raw DEFLATE at level 9."""
+    """Byte-plane shuffle of ``raw`` (elements of ``itemsize`` bytes), then raw DEFLATE at ``DEFLATE_LEVEL``."""
     planes = np.frombuffer(raw, dtype=np.uint8).reshape(-1, itemsize).T.tobytes()
-    compressor = zlib.compressobj(9, zlib.DEFLATED, _WBITS, 9)
+    compressor = zlib.compressobj(DEFLATE_LEVEL, zlib.DEFLATED, _WBITS, 9)
     return compressor.compress(planes) + compressor.flush()
 
 
