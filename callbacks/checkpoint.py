@@ -27,6 +27,7 @@ from typing import Any
 import torch
 
 from fedmrn_pl.interrupt import RunInterrupted
+from fedmrn_pl.run_directory import CHECKPOINT_NAME
 from fedmrn_pl.saving import atomic_write
 
 from .base import FederatedCallback, FederatedRun
@@ -47,7 +48,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT_NAME = "checkpoint.pt"
 DIGEST_KEY = "state_sha256"  # hex SHA-256 of the rest of the checkpoint (see ``state_digest``)
 TAG_KEY = "state_hmac_sha256"  # hex HMAC-SHA256 of the same content, under KEY_ENV's key (when set at save)
 KEY_ENV = "FEDMRN_PL_CHECKPOINT_KEY"  # the secret that keys TAG_KEY; unset or empty: no tag

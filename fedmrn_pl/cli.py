@@ -33,7 +33,7 @@ def _fit(args: argparse.Namespace) -> int:
     overrides = list(args.overrides)
     config_path = args.config
     if args.resume:
-        from fedmrn_pl.callbacks import CHECKPOINT_NAME
+        from fedmrn_pl.run_directory import CHECKPOINT_NAME
 
         # Continue in the run's own directory with the config it was started with.
         resume_dir = Path(args.resume)

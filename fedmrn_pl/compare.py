@@ -98,7 +98,7 @@ def compare(config_path: str | Path | None, settings: CompareSettings, overrides
     Returns:
         ``{"csv", "md", "accuracy_vs_round", "accuracy_vs_uplink"}`` paths.
     """
-    from fedmrn_pl.callbacks import CHECKPOINT_NAME
+    from fedmrn_pl.run_directory import CHECKPOINT_NAME
     from fedmrn_pl.config import load_config
     from fedmrn_pl.experiment import run_experiment
     from fedmrn_pl.report import METRICS_NAME

@@ -13,10 +13,11 @@ from pathlib import Path
 
 from filelock import FileLock, Timeout
 
-__all__ = ["LOCK_NAME", "RunDirectory", "RunDirectoryError", "run_files"]
+__all__ = ["CHECKPOINT_NAME", "LOCK_NAME", "RunDirectory", "RunDirectoryError", "run_files"]
 
+CHECKPOINT_NAME = "checkpoint.pt"  # here, not in the checkpoint module, so checking a --resume path needs no torch
 LOCK_NAME = ".fedmrn-pl.lock"
-_RUN_FILES = ("metrics.json", "checkpoint.pt", "payloads")  # what makes a directory hold a run
+_RUN_FILES = ("metrics.json", CHECKPOINT_NAME, "payloads")  # what makes a directory hold a run
 _REPLACED = (*_RUN_FILES, "config.yaml", "accuracy_vs_round.png", "accuracy_vs_uplink.png")  # what overwrite removes
 
 

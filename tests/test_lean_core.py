@@ -76,6 +76,17 @@ def test_a_bad_config_is_refused_in_one_line_before_the_training_stack_loads(ove
     assert run["stack"] == []
 
 
+def test_a_typo_when_resuming_is_refused_before_the_training_stack_loads(tmp_path):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "config.yaml").write_text("seed: 0\n")
+    (run_dir / "checkpoint.pt").write_bytes(b"")  # only its presence is checked before the config
+    run = _cli("fit", "--resume", str(run_dir), "train.roundz=3")
+    assert run["code"] == 2
+    assert len(run["err"]) == 1 and run["err"][0].startswith("error: invalid config at 'train.roundz'"), run["err"]
+    assert run["stack"] == []
+
+
 def test_a_bad_compare_config_is_refused_before_the_training_stack_loads():
     run = _cli("compare", "methods=[fedmrn,fedpm]", "method.downlink=masks", "method.fedpm_reset_every=2")
     assert run["code"] == 2 and run["err"][0].startswith("error: method.downlink=masks is not valid")
