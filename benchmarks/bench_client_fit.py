@@ -38,26 +38,31 @@ from fedmrn_pl.state import load_module_state, module_state
 
 
 def plain_client(module, data, masking, global_state, request, epochs, batch_size, device) -> dict:
-    """The same local round as FederatedClient.fit, as a hand-written torch loop."""
+    """The same local round as FederatedClient.fit, as a hand-written torch loop (``masking=None``: dense, FedAvg's)."""
     load_module_state(module, global_state)
     module.to(device).train()
-    apply_masked_noise(module, request.seed, masking.kind, masking.noise, masking.selector)
-    set_mask_generator(module, make_generator(1, device))
+    if masking is not None:
+        apply_masked_noise(module, request.seed, masking.kind, masking.noise, masking.selector)
+        set_mask_generator(module, make_generator(1, device))
     optimizer = module.configure_optimizers()
     loader = data.client_dataloader(request.client_id, request.server_round, batch_size)
     total, step = epochs * len(loader), 0
     for _ in range(epochs):
         for images, labels in loader:
-            set_mask_probability(module, psm_probability(masking.schedule, step, total))
-            begin_mask_step(module)
+            if masking is not None:
+                set_mask_probability(module, psm_probability(masking.schedule, step, total))
+                begin_mask_step(module)
             optimizer.zero_grad()
             loss = module.training_step((images.to(device), labels.to(device)), step)
             loss.backward()
             optimizer.step()
-            end_mask_step(module)
+            if masking is not None:
+                end_mask_step(module)
             step += 1
-    masks = sample_final_masks(module, make_generator(2))
-    remove_masked_noise(module)
+    masks = {}
+    if masking is not None:
+        masks = sample_final_masks(module, make_generator(2))
+        remove_masked_noise(module)
     module.cpu()
     return {"masks": masks, "state": module_state(module)}
 

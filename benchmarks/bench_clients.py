@@ -11,7 +11,7 @@ evaluation, drops out); the ratio of slopes is the framework's per-client overhe
 Targets: FedAvg <= 1.5x plain, FedMRN <= 2x plain. ``--profile`` adds where one FedMRN
 round's time goes (cProfile, grouped).
 
-    python benchmarks/bench_clients.py [--repeats 3] [--sizes 5 25 50 100] [--profile]
+    python -m benchmarks.bench_clients [--repeats 3] [--sizes 5 25 50 100] [--profile]
 """
 
 from __future__ import annotations
@@ -29,20 +29,11 @@ from collections.abc import Callable, Sequence
 
 import torch
 
+from benchmarks.bench_client_fit import plain_client
 from fedmrn_pl import ClassificationTask, FederatedDataModule, FederatedTrainer, FedAvg, FedMRN, MaskingConfig, build_model
 from fedmrn_pl.callbacks import ProgressDisplay
 from fedmrn_pl.federated.sampling import sample_clients
-from fedmrn_pl.masking import (
-    apply_masked_noise,
-    begin_mask_step,
-    end_mask_step,
-    psm_probability,
-    remove_masked_noise,
-    sample_final_masks,
-    set_mask_generator,
-    set_mask_probability,
-)
-from fedmrn_pl.seeding import make_generator
+from fedmrn_pl.messages import FitRequest
 from fedmrn_pl.state import load_module_state, module_state
 
 CLIENTS = 100
@@ -54,31 +45,14 @@ def _module() -> ClassificationTask:
 
 
 def plain_round(module: ClassificationTask, data: FederatedDataModule, clients: Sequence[int], masking: MaskingConfig | None) -> None:
-    """The round's client work as a hand-written loop: load, train one epoch, read the update, average."""
+    """The round's client work as a hand-written loop (``bench_client_fit.plain_client`` per client), then the average."""
     global_state = module_state(module)
-    states = []
     module.log = lambda *args, **kwargs: None  # no Lightning logging outside a Trainer
-    for client in clients:
-        load_module_state(module, global_state)
-        module.train()
-        if masking is not None:
-            apply_masked_noise(module, 1000 + client, masking.kind, masking.noise, masking.selector)
-            set_mask_generator(module, make_generator(client))
-        optimizer = module.configure_optimizers()
-        loader = data.client_dataloader(client, 1, BATCH)
-        for step, (images, labels) in enumerate(loader):
-            if masking is not None:
-                set_mask_probability(module, psm_probability(masking.schedule, step, len(loader)))
-                begin_mask_step(module)
-            optimizer.zero_grad()
-            module.training_step((images, labels), step).backward()
-            optimizer.step()
-            if masking is not None:
-                end_mask_step(module)
-        if masking is not None:
-            sample_final_masks(module, make_generator(7))
-            remove_masked_noise(module)
-        states.append(module_state(module))
+    states = [
+        plain_client(module, data, masking, global_state, FitRequest(1, client, data.client_num_examples(client), seed=1000 + client),
+                     1, BATCH, torch.device("cpu"))["state"]
+        for client in clients
+    ]  # fmt: skip
     with torch.no_grad():
         average = {name: sum(state[name].double() for state in states) / len(states) for name in global_state}
     load_module_state(module, {name: average[name].to(global_state[name].dtype) for name in global_state})

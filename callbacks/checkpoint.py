@@ -27,7 +27,7 @@ from typing import Any
 import torch
 
 from fedmrn_pl.interrupt import RunInterrupted
-from fedmrn_pl.run_directory import CHECKPOINT_NAME
+from fedmrn_pl.run_directory import CHECKPOINT_NAME, remove_stale_temp_files
 from fedmrn_pl.saving import atomic_write
 
 from .base import FederatedCallback, FederatedRun
@@ -126,29 +126,6 @@ def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
     with atomic_write(path) as handle:
         torch.save(content, handle)
     return path
-
-
-def remove_stale_temp_files(dirpath: str | Path) -> list[Path]:
-    """Delete the temp files of saves whose process is gone (killed mid-save); return them."""
-    removed = []
-    for tmp in Path(dirpath).glob(f".{CHECKPOINT_NAME}.*.tmp"):
-        pid = tmp.name[len(CHECKPOINT_NAME) + 2 : -len(".tmp")]
-        if pid.isdigit() and not _process_alive(int(pid)):
-            tmp.unlink(missing_ok=True)
-            removed.append(tmp)
-    return removed
-
-
-def _process_alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except (ProcessLookupError, OverflowError):  # gone, or a number no process can have
-        return False
-    except PermissionError:  # alive, owned by another user
-        return True
-    return True
 
 
 def load_checkpoint(

@@ -10,7 +10,6 @@ run outputs (``output_dir``: metrics.json and plots).
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +18,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from examples.command import run_example
 from examples.text_data import ALPHABET, next_char_pairs, speaker_text
-from fedmrn_pl import FederatedDataModule, FederatedTrainer, FedMRN, MaskingConfig, RunDirectoryError
+from fedmrn_pl import FederatedDataModule, FederatedTrainer, FedMRN, MaskingConfig
 
 CONTEXT = 12  # characters read before predicting the next one
 
@@ -82,17 +82,8 @@ def main(tiny: bool = False, output_dir: str | Path | None = None, seed: int = 0
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tiny", action="store_true", help="a few seconds on tiny data")
-    parser.add_argument("--output-dir", help="default runs/char_lstm, or runs/char_lstm_tiny with --tiny")
-    parser.add_argument("--overwrite", action="store_true", help="replace an earlier run in the output directory")
-    args = parser.parse_args()
-    args.output_dir = args.output_dir or f"runs/char_lstm{'_tiny' if args.tiny else ''}"
-    try:
-        summary = main(args.tiny, args.output_dir, overwrite=args.overwrite)
-    except RunDirectoryError as error:  # a finished run is there: say so in one line
-        raise SystemExit(f"error: {error}") from None
+    summary, output_dir = run_example("char_lstm", __doc__, main)
     print(
         f"next-character accuracy {summary['final_test_accuracy']:.3f} on an unseen speaker; "
-        f"uplink {summary['uplink_compression']:.1f}x smaller than float32; outputs in {args.output_dir}"
+        f"uplink {summary['uplink_compression']:.1f}x smaller than float32; outputs in {output_dir}"
     )

@@ -13,7 +13,6 @@ The task: say which verb a sentence uses, from its padded characters.
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +21,9 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import TensorDataset
 
+from examples.command import run_example
 from examples.text_data import ALPHABET, VERBS, encode, speaker_text
-from fedmrn_pl import FederatedDataModule, FederatedTrainer, FedMRN, MaskingConfig, RunDirectoryError
+from fedmrn_pl import FederatedDataModule, FederatedTrainer, FedMRN, MaskingConfig
 
 PAD = 0  # token 0 pads; character c is ALPHABET.index(c) + 1
 LENGTH = 40  # characters per sentence, padded
@@ -102,17 +102,8 @@ def main(tiny: bool = False, output_dir: str | Path | None = None, seed: int = 0
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tiny", action="store_true", help="a few seconds on tiny data")
-    parser.add_argument("--output-dir", help="default runs/peft_lora, or runs/peft_lora_tiny with --tiny")
-    parser.add_argument("--overwrite", action="store_true", help="replace an earlier run in the output directory")
-    args = parser.parse_args()
-    args.output_dir = args.output_dir or f"runs/peft_lora{'_tiny' if args.tiny else ''}"
-    try:
-        summary, _ = main(args.tiny, args.output_dir, overwrite=args.overwrite)
-    except RunDirectoryError as error:  # a finished run is there: say so in one line
-        raise SystemExit(f"error: {error}") from None
+    (summary, _), output_dir = run_example("peft_lora", __doc__, main)
     print(
         f"verb accuracy {summary['final_test_accuracy']:.3f} on an unseen speaker (chance {1 / len(VERBS):.3f}); "
-        f"uplink {summary['uplink_compression']:.1f}x smaller than float32; outputs in {args.output_dir}"
+        f"uplink {summary['uplink_compression']:.1f}x smaller than float32; outputs in {output_dir}"
     )

@@ -12,7 +12,6 @@ is downloaded; swap in torchvision's CIFAR10 for the real data.
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,8 @@ from torch import nn
 from torch.utils.data import TensorDataset
 from torchvision.models import resnet18
 
-from fedmrn_pl import ClassificationTask, FederatedDataModule, FederatedDataset, FederatedTrainer, FedMRN, MaskingConfig, RunDirectoryError
+from examples.command import run_example
+from fedmrn_pl import ClassificationTask, FederatedDataModule, FederatedDataset, FederatedTrainer, FedMRN, MaskingConfig
 
 NUM_CLASSES = 10
 
@@ -69,17 +69,8 @@ def main(tiny: bool = False, output_dir: str | Path | None = None, seed: int = 0
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tiny", action="store_true", help="a few seconds on tiny data")
-    parser.add_argument("--output-dir", help="default runs/resnet_groupnorm, or runs/resnet_groupnorm_tiny with --tiny")
-    parser.add_argument("--overwrite", action="store_true", help="replace an earlier run in the output directory")
-    args = parser.parse_args()
-    args.output_dir = args.output_dir or f"runs/resnet_groupnorm{'_tiny' if args.tiny else ''}"
-    try:
-        summary = main(args.tiny, args.output_dir, overwrite=args.overwrite)
-    except RunDirectoryError as error:  # a finished run is there: say so in one line
-        raise SystemExit(f"error: {error}") from None
+    summary, output_dir = run_example("resnet_groupnorm", __doc__, main)
     print(
         f"test accuracy {summary['final_test_accuracy']:.3f}; uplink {summary['uplink_compression']:.1f}x smaller "
-        f"than float32; outputs in {args.output_dir}"
+        f"than float32; outputs in {output_dir}"
     )

@@ -10,7 +10,6 @@ training); sequence targets, so the labels used to partition are given
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +18,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from examples.command import run_example
 from examples.text_data import ALPHABET, sequence_pairs, speaker_text
-from fedmrn_pl import FederatedDataModule, FederatedDataset, FederatedTrainer, FedMRN, MaskingConfig, RunDirectoryError
+from fedmrn_pl import FederatedDataModule, FederatedDataset, FederatedTrainer, FedMRN, MaskingConfig
 
 LENGTH = 24  # characters per training sequence
 
@@ -90,16 +90,7 @@ def main(tiny: bool = False, output_dir: str | Path | None = None, seed: int = 0
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tiny", action="store_true", help="a few seconds on tiny data")
-    parser.add_argument("--output-dir", help="default runs/tied_lm, or runs/tied_lm_tiny with --tiny")
-    parser.add_argument("--overwrite", action="store_true", help="replace an earlier run in the output directory")
-    args = parser.parse_args()
-    args.output_dir = args.output_dir or f"runs/tied_lm{'_tiny' if args.tiny else ''}"
-    try:
-        summary, trainer = main(args.tiny, args.output_dir, overwrite=args.overwrite)
-    except RunDirectoryError as error:  # a finished run is there: say so in one line
-        raise SystemExit(f"error: {error}") from None
+    (summary, trainer), output_dir = run_example("tied_lm", __doc__, main)
     print(
         f"masked (the tied tensor once): {trainer.masked_names}; next-character accuracy "
         f"{summary['final_test_accuracy']:.3f}; uplink {summary['uplink_compression']:.1f}x smaller than float32"

@@ -123,8 +123,8 @@ def _kept(output_dir: Path, checkpoint_every: int, advice: str = "") -> str | No
     A run stopped before its first checkpoint loses its lone config.yaml, so the directory
     never looks like a run that ``--resume`` would then refuse.
     """
-    from fedmrn_pl.callbacks.checkpoint import CHECKPOINT_NAME, CheckpointError, load_checkpoint
-    from fedmrn_pl.run_directory import run_files
+    from fedmrn_pl.callbacks.checkpoint import CheckpointError, load_checkpoint
+    from fedmrn_pl.run_directory import CHECKPOINT_NAME, run_files
 
     if (output_dir / CHECKPOINT_NAME).is_file():
         try:
@@ -132,10 +132,10 @@ def _kept(output_dir: Path, checkpoint_every: int, advice: str = "") -> str | No
         except CheckpointError:
             kept = "its last checkpoint"
         return f"{output_dir} keeps {kept}; {advice}continue with: fedmrn-pl fit --resume {output_dir}"
-    if run_files(output_dir):
+    found = run_files(output_dir)
+    if found:
         why = "checkpoint_every=0" if not checkpoint_every else "none was saved yet"
-        found = ", ".join(run_files(output_dir))
-        return f"{output_dir} keeps {found} but no checkpoint ({why}), so it cannot be resumed"
+        return f"{output_dir} keeps {', '.join(found)} but no checkpoint ({why}), so it cannot be resumed"
     (output_dir / "config.yaml").unlink(missing_ok=True)
     return None
 

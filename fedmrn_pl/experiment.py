@@ -21,14 +21,14 @@ from fedmrn_pl.callbacks import (
     WandbLogger,
     load_checkpoint,
 )
-from fedmrn_pl.callbacks.checkpoint import CheckpointError, checkpoint_path, remove_stale_temp_files
+from fedmrn_pl.callbacks.checkpoint import CheckpointError, checkpoint_path
 from fedmrn_pl.config import ConfigError, Method, fedpm_settings, to_container
 from fedmrn_pl.data import FederatedDataModule, FederatedDataset
 from fedmrn_pl.federated import FederatedTrainer
 from fedmrn_pl.masking import MaskingConfig, ParameterSelector, default_alpha
 from fedmrn_pl.methods.registry import build_method
 from fedmrn_pl.models import build_model
-from fedmrn_pl.run_directory import RunDirectory
+from fedmrn_pl.run_directory import RunDirectory, remove_stale_temp_files
 from fedmrn_pl.seeding import derive_seed
 from fedmrn_pl.task import ClassificationTask
 from fedmrn_pl.update import NoiseSpec

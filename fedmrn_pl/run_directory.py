@@ -13,12 +13,15 @@ from pathlib import Path
 
 from filelock import FileLock, Timeout
 
-__all__ = ["CHECKPOINT_NAME", "LOCK_NAME", "RunDirectory", "RunDirectoryError", "run_files"]
+from fedmrn_pl.saving import remove_stale_temps
+
+__all__ = ["CHECKPOINT_NAME", "LOCK_NAME", "RunDirectory", "RunDirectoryError", "remove_stale_temp_files", "run_files"]
 
 CHECKPOINT_NAME = "checkpoint.pt"  # here, not in the checkpoint module, so checking a --resume path needs no torch
 LOCK_NAME = ".fedmrn-pl.lock"
 _RUN_FILES = ("metrics.json", CHECKPOINT_NAME, "payloads")  # what makes a directory hold a run
 _REPLACED = (*_RUN_FILES, "config.yaml", "accuracy_vs_round.png", "accuracy_vs_uplink.png")  # what overwrite removes
+_WRITTEN_WHOLE = (CHECKPOINT_NAME, "metrics.json", "payloads/*.fmrn")  # saved through a temp file and a rename
 
 
 class RunDirectoryError(ValueError):
@@ -34,6 +37,11 @@ def run_files(path: str | Path) -> list[str]:
         if entry.is_file() or (entry.is_dir() and any(entry.iterdir())):
             found.append(name)
     return found
+
+
+def remove_stale_temp_files(path: str | Path) -> list[Path]:
+    """Delete the temp files a killed run left while saving its files (checkpoint, metrics, payloads); return them."""
+    return remove_stale_temps(path, _WRITTEN_WHOLE)
 
 
 class RunDirectory:

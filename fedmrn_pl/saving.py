@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
-__all__ = ["SaveError", "atomic_write", "temp_path"]
+__all__ = ["SaveError", "atomic_write", "remove_stale_temps", "temp_path"]
 
 
 class SaveError(OSError):
@@ -48,6 +48,37 @@ def temp_path(path: str | Path) -> Path:
     """Where ``path`` is written before it is renamed into place: ``.<name>.<pid>.tmp`` beside it."""
     path = Path(path)
     return path.with_name(f".{path.name}.{os.getpid()}.tmp")
+
+
+def remove_stale_temps(dirpath: str | Path, targets: Sequence[str]) -> list[Path]:
+    """Delete the temp files (``temp_path``) of ``targets`` whose process is gone (killed mid-save); return them.
+
+    Args:
+        dirpath: the folder the targets are in.
+        targets: file names or glob patterns relative to ``dirpath`` (``"payloads/*.fmrn"``);
+            temp files of anything else are left alone.
+    """
+    removed = []
+    for target in targets:
+        folder, _, name = target.rpartition("/")
+        for tmp in sorted((Path(dirpath) / folder).glob(f".{name}.*.tmp")):
+            pid = tmp.name[: -len(".tmp")].rpartition(".")[2]
+            if pid.isdigit() and not _process_alive(int(pid)):
+                tmp.unlink(missing_ok=True)
+                removed.append(tmp)
+    return removed
+
+
+def _process_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except (ProcessLookupError, OverflowError):  # gone, or a number no process can have
+        return False
+    except PermissionError:  # alive, owned by another user
+        return True
+    return True
 
 
 @contextlib.contextmanager

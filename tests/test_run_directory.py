@@ -100,3 +100,15 @@ def test_a_killed_run_leaves_no_stale_lock(tmp_path):
     directory = RunDirectory(out)
     directory.claim(resuming=False)  # the OS dropped the dead process's lock
     directory.release()
+
+
+def test_temp_files_a_killed_run_left_beside_its_metrics_and_payloads_are_removed(tmp_path):
+    from fedmrn_pl.run_directory import remove_stale_temp_files
+
+    (tmp_path / "payloads").mkdir()
+    dead = [tmp_path / ".metrics.json.4999999.tmp", tmp_path / "payloads" / ".round_0001_client_0003.fmrn.4999999.tmp"]
+    kept = [tmp_path / f".metrics.json.{os.getpid()}.tmp", tmp_path / ".notes.4999999.tmp"]
+    for path in (*dead, *kept):
+        path.write_bytes(b"half")
+    assert remove_stale_temp_files(tmp_path) == dead
+    assert all(path.exists() for path in kept) and not any(path.exists() for path in dead)

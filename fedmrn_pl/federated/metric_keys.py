@@ -80,7 +80,7 @@ class MetricKeys:
             elif standard != "test/acc" or self.monitor.standard_key == "test/acc":
                 self._warn_once(standard, hook, sorted(test_results))
         if self.monitor.standard_key is None and self.monitor.key not in results:
-            self._warn_monitor_once(sorted(test_results))
+            self._warn_monitor_once(sorted(test_results), hook)
         return results
 
     def check_clients(self, accepted: Sequence[FitResult]) -> None:
@@ -104,15 +104,16 @@ class MetricKeys:
             standard,
         )
 
-    def _warn_monitor_once(self, logged: list[str]) -> None:
+    def _warn_monitor_once(self, logged: list[str], hook: str) -> None:
         key = self.monitor.key
         if key in self._warned:
             return
         self._warned.add(key)
         log.warning(
-            "the module logged no %r in test_step (it logged %s), the metric the run is judged by; its best value "
+            "the module logged no %r in %s (it logged %s), the metric the run is judged by; its best value "
             "reads as missing. Log it with self.log(%r, ...) or monitor one of the keys it logs",
             key,
+            hook,
             logged or "nothing",
             key,
         )

@@ -166,7 +166,6 @@ class FederatedTrainer:
         self.ranks = Ranks.from_environment(timeout_seconds)
         self.trainer_kwargs = _per_rank_trainer_kwargs(dict(trainer_kwargs or {}), self.ranks)
         check_trainer_kwargs(self.trainer_kwargs)
-        _check_precision(self.trainer_kwargs, module)
         _check_timeouts(client_timeout, timeout_seconds, clients_per_round, self.ranks.world_size)
         self.label = label or (strategy.name if masking is None else f"{strategy.name}-{masking.kind}")
         self.callbacks, self.wire = _with_default_callbacks(callbacks, output_dir, overwrite)
@@ -190,6 +189,7 @@ class FederatedTrainer:
         self.global_state = module_state(module)
         strategy.setup(module)
         _check_wire_dtypes(self.global_state)
+        _check_precision(self.trainer_kwargs, self.global_state)
         self.masked_names = self._masked_names()
         masked, self.frozen_names = set(self.masked_names), sorted(frozen_names(module))  # frozen: never uploaded
         compressed = strategy.compressed_manifest(self.global_state)  # a baseline's sign bits or sparse values
@@ -318,11 +318,11 @@ class FederatedTrainer:
         self._scale_watch.check(self.masking, server_round, metrics)
         self.metric_keys.check_clients(accepted)
         try:
-            results = self.evaluate()
+            test_results = self.evaluate()
         except Exception as error:  # the user's step failed: stop in one line, keeping the model last evaluated
             self.global_state = previous
             raise EvaluationError.of(self.module, server_round, error) from error
-        metrics.update(self.metric_keys.with_standard_keys(results, evaluation_hook(self.module) or "test_step"))
+        metrics.update(self.metric_keys.with_standard_keys(test_results, evaluation_hook(self.module) or "test_step"))
         return metrics
 
     def evaluate(self) -> dict[str, float]:
@@ -494,10 +494,10 @@ def _with_default_callbacks(
     return callbacks, packers[0]
 
 
-def _check_precision(trainer_kwargs: Mapping[str, Any], module: torch.nn.Module) -> None:
+def _check_precision(trainer_kwargs: Mapping[str, Any], state: Mapping[str, torch.Tensor]) -> None:
     """Refuse a precision that makes clients send half weights of a float32 model: the server would drop every one."""
     precision = str(trainer_kwargs.get("precision", "32-true"))
-    if precision in ("16-true", "bf16-true") and any(t.dtype == torch.float32 for t in module.state_dict().values()):
+    if precision in ("16-true", "bf16-true") and any(t.dtype == torch.float32 for t in state.values()):
         raise ValueError(
             f"precision={precision} turns every client's weights to half precision while the global model is "
             "float32, so the server would refuse every update; use 16-mixed or bf16-mixed (half-precision "

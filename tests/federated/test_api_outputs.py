@@ -8,9 +8,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import TensorDataset
 
-from fedmrn_pl import FedAvg, FederatedTrainer, FedMRN, MaskingConfig
+from fedmrn_pl import FedAvg, FederatedDataModule, FederatedTrainer, FedMRN, MaskingConfig
 from fedmrn_pl.callbacks import ProgressDisplay
 from fedmrn_pl.seeding import make_generator
 from tests.federated.test_one_mask_per_step import TiedLM, TokenClients
@@ -48,30 +48,17 @@ def test_output_dir_gets_metrics_json_and_plots(tmp_path, caplog):
     assert caplog.text.count("round ") == 2  # one progress line per round off a terminal
 
 
-class RegressionClients:
+def regression_data(num_clients: int = 4, per_client: int = 64) -> FederatedDataModule:
     """Noisy linear targets ``y = x . w`` split over clients: float targets, nothing to count as accuracy."""
+    generator = make_generator(0)
+    weights = torch.randn(4, generator=generator)
 
-    def __init__(self, num_clients: int = 4, per_client: int = 64) -> None:
-        generator = make_generator(0)
-        weights = torch.randn(4, generator=generator)
+    def draw(count: int) -> TensorDataset:
+        x = torch.randn(count, 4, generator=generator)
+        return TensorDataset(x, x @ weights + 0.1 * torch.randn(count, generator=generator))
 
-        def draw(count: int) -> TensorDataset:
-            x = torch.randn(count, 4, generator=generator)
-            return TensorDataset(x, x @ weights + 0.1 * torch.randn(count, generator=generator))
-
-        self.num_clients = num_clients
-        self.clients = [draw(per_client) for _ in range(num_clients)]
-        self.test = draw(128)
-
-    def client_num_examples(self, client_id: int) -> int:
-        return len(self.clients[client_id])
-
-    def client_dataloader(self, client_id: int, server_round: int, batch_size: int) -> DataLoader:
-        generator = make_generator(1000 * server_round + client_id)
-        return DataLoader(self.clients[client_id], batch_size=batch_size, shuffle=True, generator=generator)
-
-    def test_dataloader(self) -> DataLoader:
-        return DataLoader(self.test, batch_size=128)
+    clients = [draw(per_client) for _ in range(num_clients)]
+    return FederatedDataModule.from_client_datasets(clients, draw(128), test_batch_size=128)
 
 
 class Regressor(L.LightningModule):
@@ -104,7 +91,7 @@ def regression_trainer(**kwargs) -> FederatedTrainer:
     """Judged by its test MSE, lower is better; ``test/loss`` is that MSE too."""
     torch.manual_seed(0)
     return FederatedTrainer(
-        Regressor(), RegressionClients(), FedAvg(), rounds=3, clients_per_round=2, batch_size=16,
+        Regressor(), regression_data(), FedAvg(), rounds=3, clients_per_round=2, batch_size=16,
         metric_keys={"test/loss": "test_mse"}, monitor="test_mse", monitor_mode="min", **kwargs,
     )  # fmt: skip
 
@@ -128,4 +115,4 @@ def test_a_regression_run_reads_as_one(tmp_path, caplog):
 
 def test_a_monitor_without_a_direction_is_refused_at_construction():
     with pytest.raises(ValueError, match=r"^monitor='test_mae' needs monitor_mode='max' \(higher is better\) or 'min'"):
-        FederatedTrainer(Regressor(), RegressionClients(), FedAvg(), clients_per_round=2, monitor="test_mae")
+        FederatedTrainer(Regressor(), regression_data(), FedAvg(), clients_per_round=2, monitor="test_mae")
