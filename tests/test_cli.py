@@ -107,8 +107,9 @@ def test_overrides_may_come_on_both_sides_of_resume_and_a_changed_run_is_refused
     assert "config differs from the checkpoint" in capsys.readouterr().err
 
 
-def test_unsatisfiable_partitions_are_config_errors(capsys):
-    assert main(["fit", "data.name=digits", "data.num_clients=2000", "train.clients_per_round=5"]) == 2
+def test_unsatisfiable_partitions_are_config_errors(tmp_path, capsys):
+    overrides = ["data.name=digits", "data.num_clients=2000", "train.clients_per_round=5", f"output_dir={tmp_path / 'run'}"]
+    assert main(["fit", *overrides]) == 2  # its own output_dir: the README's main job may have filled runs/default
     assert "error: data settings" in capsys.readouterr().err
 
 
