@@ -17,6 +17,7 @@ import torch
 
 from fedmrn_pl.masking.config import MaskingConfig
 from fedmrn_pl.messages import FitRequest, FitResult
+from fedmrn_pl.client_states import ClientStateStore
 from fedmrn_pl.monitor import Monitor
 from fedmrn_pl.wire import TensorSpec
 
@@ -40,6 +41,7 @@ class FederatedRun(Protocol):
     expected_manifest: dict[str, TensorSpec]  # every tensor a payload must carry, and how
     max_payload_bytes: int  # payloads above this size are refused unread
     issued_noise_scales: dict[str, float]  # this round's per-tensor noise scales ({}: the masking's alpha)
+    client_states: ClientStateStore  # clients' private state between their rounds (error-feedback residuals)
 
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to resume (tensors and plain data)."""

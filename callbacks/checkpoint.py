@@ -26,6 +26,7 @@ from typing import Any
 
 import torch
 
+from fedmrn_pl.client_states import STATES_DIRNAME, ClientStateError, read_state_file
 from fedmrn_pl.interrupt import RunInterrupted
 from fedmrn_pl.run_directory import CHECKPOINT_NAME, remove_stale_temp_files
 from fedmrn_pl.saving import atomic_write
@@ -152,11 +153,24 @@ def load_checkpoint(
         check_state(state, rounds)
         if model_state is not None:
             check_against_model(state["global_state"], model_state)
+        _read_client_states(state, path.parent / STATES_DIRNAME)
     except CheckpointError as error:
         raise CheckpointError(f"checkpoint {path}: {error}") from None
     except RecursionError:  # data nested deeper than any checkpoint is
         raise CheckpointError(f"checkpoint {path}: its data is nested too deeply to be a checkpoint") from None
     return state
+
+
+def _read_client_states(state: dict[str, Any], directory: Path) -> None:
+    """Replace each client state the checkpoint names by digest with its file's bytes, checked against the digest."""
+    stored = state.get("client_states", {})
+    for key, value in stored.items():
+        if isinstance(value, str):
+            try:
+                data = read_state_file(directory, int(key), value)
+            except ClientStateError as error:
+                raise CheckpointError(f"'client_states'[{key!r}]: {error}") from None
+            stored[key] = torch.frombuffer(bytearray(data), dtype=torch.uint8)
 
 
 def checkpoint_path(path: str | Path) -> Path:
@@ -224,11 +238,20 @@ class FederatedCheckpoint(FederatedCallback):
         self.every_n_rounds = every_n_rounds
         self.extra = dict(extra or {})
 
+    def on_fit_start(self, trainer: FederatedRun) -> None:
+        """Clients' private state goes to files beside the checkpoint, which names them by digest."""
+        trainer.client_states.attach(self.path.parent / STATES_DIRNAME)
+
     def on_round_end(self, trainer: FederatedRun, server_round: int, metrics: dict[str, Any]) -> None:
         if server_round % self.every_n_rounds == 0 or server_round == trainer.rounds:
-            save_checkpoint({**self.extra, **trainer.state_dict()}, self.path)
+            self._save(trainer)
 
     def on_exception(self, trainer: FederatedRun, exception: BaseException) -> None:
         """Ctrl-C stopped the run between rounds: save the last round if it was not saved yet."""
         if isinstance(exception, RunInterrupted) and not exception.forced and trainer.completed_rounds % self.every_n_rounds:
-            save_checkpoint({**self.extra, **trainer.state_dict()}, self.path)
+            self._save(trainer)
+
+    def _save(self, trainer: FederatedRun) -> None:
+        """Write the checkpoint, then drop the client state files only older checkpoints named."""
+        save_checkpoint({**self.extra, **trainer.state_dict()}, self.path)
+        trainer.client_states.prune()

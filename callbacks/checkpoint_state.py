@@ -182,6 +182,14 @@ def record(fields: Mapping[str, tuple[bool, Check]], rest: Check | None = None) 
     return check
 
 
+def client_state(value: Any, where: str) -> None:
+    """A client's state: its bytes (a 1-d uint8 tensor), or the hex SHA-256 naming its file in ``client_states/``."""
+    if isinstance(value, str):
+        text(r"[0-9a-f]{64}", "a hex SHA-256 (the state file's digest)")(value, where)
+    else:
+        tensor(torch.uint8, 1)(value, where)
+
+
 # One round's metrics, as FederatedTrainer records them; callbacks may add plain entries (on_round_end).
 ROUND_RECORD = record(
     {
@@ -214,7 +222,7 @@ SECTIONS: dict[str, tuple[bool, Check]] = {
     "downlink": (False, record({"synced": (False, mapping(integer(0), integer(0))),
                                 "messages": (False, mapping(integer(1), tensor(torch.uint8, 1)))})),  # fmt: skip
     "callbacks": (False, mapping(text(), mapping(anything, anything))),  # {state_key: that callback's state}
-    "client_states": (False, mapping(text(r"0|[1-9][0-9]*", "a client id in decimal"), tensor(torch.uint8, 1))),
+    "client_states": (False, mapping(text(r"0|[1-9][0-9]*", "a client id in decimal"), client_state)),
     "run_fingerprint": (False, text(r"[0-9a-f]{64}", "a hex SHA-256")),
     "run_config": (False, mapping(text(), plain)),
 }

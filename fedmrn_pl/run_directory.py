@@ -15,13 +15,14 @@ from filelock import FileLock, Timeout
 
 from fedmrn_pl.saving import remove_stale_temps
 
-__all__ = ["CHECKPOINT_NAME", "LOCK_NAME", "RunDirectory", "RunDirectoryError", "remove_stale_temp_files", "run_files"]
+__all__ = ["CHECKPOINT_NAME", "LOCK_NAME", "STATES_DIRNAME", "RunDirectory", "RunDirectoryError", "remove_stale_temp_files", "run_files"]
 
 CHECKPOINT_NAME = "checkpoint.pt"  # here, not in the checkpoint module, so checking a --resume path needs no torch
 LOCK_NAME = ".fedmrn-pl.lock"
-_RUN_FILES = ("metrics.json", CHECKPOINT_NAME, "payloads")  # what makes a directory hold a run
+STATES_DIRNAME = "client_states"  # clients' private state files, beside the checkpoint (fedmrn_pl.client_states)
+_RUN_FILES = ("metrics.json", CHECKPOINT_NAME, "payloads", STATES_DIRNAME)  # what makes a directory hold a run
 _REPLACED = (*_RUN_FILES, "config.yaml", "accuracy_vs_round.png", "accuracy_vs_uplink.png")  # what overwrite removes
-_WRITTEN_WHOLE = (CHECKPOINT_NAME, "metrics.json", "payloads/*.fmrn")  # saved through a temp file and a rename
+_WRITTEN_WHOLE = (CHECKPOINT_NAME, "metrics.json", "payloads/*.fmrn", f"{STATES_DIRNAME}/*.bin")  # saved through a temp file and a rename
 
 
 class RunDirectoryError(ValueError):

@@ -53,13 +53,18 @@ def _client_states(trainer: FederatedTrainer, stored: Mapping[str, Any]) -> dict
     """Each stored client state as bytes, decoded by the callbacks that keep such state."""
     keepers = [callback for callback in trainer.callbacks if callback.keeps_client_state]
     states = {}
-    for key, tensor in stored.items():
+    for key, value in stored.items():
         client_id, where = int(key), f"'client_states'[{key!r}]"
         if client_id >= trainer.data.num_clients:
             raise CheckpointError(f"{where}: the run has clients 0 to {trainer.data.num_clients - 1}")
         if not keepers:
             raise CheckpointError(f"{where}: no callback of this run keeps client state (error feedback)")
-        states[client_id] = tensor.numpy().tobytes()
+        if isinstance(value, str):
+            raise CheckpointError(
+                f"{where} names its state file by digest: load the checkpoint with load_checkpoint(path), "
+                f"which reads the files in client_states/ beside it"
+            )
+        states[client_id] = value.numpy().tobytes()
         with section(where):
             for keeper in keepers:
                 keeper.check_client_state(trainer, client_id, states[client_id])

@@ -34,6 +34,7 @@ from fedmrn_pl.callbacks import (
 )
 from fedmrn_pl.callbacks.checkpoint_state import check_state
 from fedmrn_pl.client import ClientData, FederatedClient, check_client_data, local_trainer, quiet_lightning
+from fedmrn_pl.client_states import ClientStateStore
 from fedmrn_pl.federated.downlink import DownlinkMode, DownlinkReceiver, ServerDownlink, rebuild_global
 from fedmrn_pl.federated.evaluation import EvaluationError, evaluate_module, evaluation_hook
 from fedmrn_pl.federated.metric_keys import MetricKeys
@@ -209,7 +210,7 @@ class FederatedTrainer:
                 f"so use downlink='dense'"
             )
         self.replica = DownlinkReceiver(strategy, self.expected_manifest, max_payload_bytes)  # checks each round message
-        self.client_states: dict[int, bytes] = {}  # clients' private state (EF residuals), kept by the server
+        self.client_states = ClientStateStore()  # clients' private state (EF residuals), kept by the server
         self.completed_rounds = 0  # rounds finished so far (the resume point)
         self.elapsed_seconds = 0.0  # wall time spent in fit(), over resumes too
         self._fit_origin = time.perf_counter()
@@ -272,8 +273,8 @@ class FederatedTrainer:
             self.downlink.deliver(server_round, client_ids, self.global_state)
         self._call("on_round_start", server_round, client_ids)
         mine = clients_of_rank(client_ids, self.ranks.rank, self.ranks.world_size)
-        sampled_states = {c: self.client_states[c] for c in client_ids if c in self.client_states}
-        states = self.ranks.broadcast_client_states(sampled_states if self.is_global_zero else None)
+        sampled_states = self.client_states.of_clients(client_ids) if self.is_global_zero else None
+        states = self.ranks.broadcast_client_states(sampled_states)
         gathered = self.ranks.gather_results(self._train_clients(server_round, mine, states))
         metrics = None
         if gathered is not None:  # the server
@@ -293,7 +294,9 @@ class FederatedTrainer:
         """Rank 0's part of a round: validate the payloads, aggregate, evaluate; returns the metrics."""
         by_client = {result.client_id: result for result in gathered}
         results = [by_client[client_id] for client_id in client_ids]  # sample order, whichever rank trained them
-        self.client_states.update({r.client_id: r.client_state for r in results if r.client_state is not None})
+        for result in results:
+            if result.client_state is not None:
+                self.client_states.put(result.client_id, result.client_state)
         self._call("on_aggregate_start", server_round, results)
         accepted = self._receive(results)
         kept_previous = len(accepted) < self.min_clients
@@ -424,7 +427,7 @@ class FederatedTrainer:
             "strategy": self.strategy.state_dict(),
             "downlink": self.downlink.state_dict(),
             "callbacks": {callback.state_key: callback.state_dict() for callback in self.callbacks},
-            "client_states": {str(c): torch.frombuffer(bytearray(b), dtype=torch.uint8) for c, b in self.client_states.items()},
+            "client_states": self.client_states.state_dict(),
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -454,7 +457,7 @@ class FederatedTrainer:
         self.completed_rounds = state["completed_rounds"]
         self.elapsed_seconds = float(state.get("elapsed_seconds", 0.0))
         self.history = list(state["history"])
-        self.client_states = client_states
+        self.client_states.load(client_states)
 
     def _call(self, hook: str, *args: Any) -> None:
         """A server hook: runs on rank 0 only."""
