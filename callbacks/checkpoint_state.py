@@ -219,6 +219,7 @@ SECTIONS: dict[str, tuple[bool, Check]] = {
     "elapsed_seconds": (False, number(0)),
     "history": (True, sequence(ROUND_RECORD)),
     "strategy": (False, mapping(text(), anything)),  # the strategy's own load_state_dict checks the values
+    "server_optimizer": (False, mapping(text(), mapping(text(), tensor(torch.float32, finite=True)))),  # {moment: {name: tensor}}
     "downlink": (False, record({"synced": (False, mapping(integer(0), integer(0))),
                                 "messages": (False, mapping(integer(1), tensor(torch.uint8, 1)))})),  # fmt: skip
     "callbacks": (False, mapping(text(), mapping(anything, anything))),  # {state_key: that callback's state}

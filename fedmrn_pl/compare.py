@@ -35,6 +35,11 @@ VARIANTS: dict[str, list[str]] = {
     "fedmrn_det": ["method.name=fedmrn", "method.mask=binary", "method.mask_sampling=threshold"],  # ablation: uploaded mask thresholded
     "fedmrn_gauss": ["method.name=fedmrn", "method.mask=binary", "method.noise=gauss"],
     "fedmrn_bernoulli": ["method.name=fedmrn", "method.mask=binary", "method.noise=bernoulli"],
+    "fedmrn_avgm": ["method.name=fedmrn", "method.mask=binary", "server.optimizer=avgm"],  # server momentum 0.9, lr 1
+    "fedmrn_adam": ["method.name=fedmrn", "method.mask=binary", "server.optimizer=adam"],  # FedAdam, lr 0.01
+    "fedmrn_yogi": ["method.name=fedmrn", "method.mask=binary", "server.optimizer=yogi"],
+    "fedmrn_adagrad": ["method.name=fedmrn", "method.mask=binary", "server.optimizer=adagrad"],
+    "fedmrn_prox": ["method.name=fedmrn", "method.mask=binary", "train.proximal_mu=0.1"],  # FedProx's term on the masked weights
     "signsgd": ["method.name=signsgd"],
     "ef_signsgd": ["method.name=ef_signsgd"],
     "stoch1bit": ["method.name=stoch1bit"],

@@ -25,9 +25,9 @@ from omegaconf.errors import OmegaConfBaseException
 from fedmrn_pl.callbacks.choices import WandbMode
 from fedmrn_pl.choices import Choice
 from fedmrn_pl.data.choices import DatasetName, PartitionName
-from fedmrn_pl.federated.choices import DownlinkMode
+from fedmrn_pl.federated.choices import DownlinkMode, ServerOptimizerName
 from fedmrn_pl.masking.choices import MaskSampling, NoiseScale, Schedule
-from fedmrn_pl.methods.choices import QuantNorm
+from fedmrn_pl.methods.choices import Method, QuantNorm
 from fedmrn_pl.methods.fedpm_settings import FedPMEstimate, FedPMOptimizer, FedPMSettings
 from fedmrn_pl.models.choices import InitScheme, ModelName
 from fedmrn_pl.monitor import STANDARD_MODES, MonitorMode
@@ -38,19 +38,6 @@ __all__ = [
     "ConfigError", "ExperimentConfig", "Method", "bundled_config_path", "describe_keys", "load_config", "to_container",
     "validate",
 ]  # fmt: skip
-
-
-class Method(Choice):
-    """The federated method: FedMRN's masked noise, dense FedAvg, or a low-bit uplink baseline (``fedmrn_pl.methods``)."""
-
-    fedmrn = "fedmrn"
-    fedavg = "fedavg"
-    signsgd = "signsgd"  # sign bits x mean |delta| per tensor
-    ef_signsgd = "ef_signsgd"  # the same with error feedback (the client's residual)
-    stoch1bit = "stoch1bit"  # unbiased stochastic 1-bit quantisation (QSGD, one level)
-    eden = "eden"  # random Hadamard rotation, sign bits, one scale (EDEN/DRIVE)
-    topk = "topk"  # top-k values + bit-packed indices, with error feedback
-    fedpm = "fedpm"  # FedPM: Bernoulli masks over a frozen random network, Beta-posterior aggregation
 
 
 class ConfigError(ValueError):
@@ -131,6 +118,19 @@ class TrainConfig:
     client_timeout: float | None = None  # seconds a client's local fit may take; slower ones are dropped
     monitor: str = "test/acc"  # the metric the run is judged by: test/acc, test/loss or train/loss
     monitor_mode: MonitorMode | None = None  # max: higher is better; null: max for accuracy, min for losses
+    proximal_mu: float = 0.0  # FedProx: mu/2 ||w - w_global||^2 added to each client's loss (0: off)
+
+
+@dataclass
+class ServerConfig:
+    """How the server applies each round's aggregate (Reddi et al., ICLR 2021)."""
+
+    optimizer: ServerOptimizerName = ServerOptimizerName.plain  # plain: the aggregate is the model; avgm, adagrad, adam, yogi
+    lr: float | None = None  # server learning rate; null: 1.0 for avgm, 0.01 for adagrad/adam/yogi
+    momentum: float = 0.9  # avgm: server momentum
+    beta1: float = 0.9  # adagrad/adam/yogi: first-moment decay
+    beta2: float = 0.99  # adam/yogi: second-moment decay
+    tau: float = 1e-3  # adagrad/adam/yogi: adaptivity; the second moment starts at tau^2
 
 
 @dataclass
@@ -162,6 +162,7 @@ class ExperimentConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     method: MethodConfig = field(default_factory=MethodConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    server: ServerConfig = field(default_factory=ServerConfig)
     wandb: WandbConfig = field(default_factory=WandbConfig)
 
 
@@ -268,6 +269,35 @@ def _raw_value(config: DictConfig, key: str | None) -> str:
     return str(node._get_node(leaf)._value())  # noqa: SLF001 (OmegaConf has no public unresolved accessor)
 
 
+def _check_server(config: DictConfig) -> None:
+    """The server optimizer's settings, and the methods and downlink it cannot work with."""
+    server = config.server
+    if server.optimizer == ServerOptimizerName.plain:
+        if server.lr is not None:
+            raise ConfigError(
+                f"server.lr={server.lr} has no effect with server.optimizer=plain (the aggregate is the next model); "
+                f"choose one of {ServerOptimizerName.values()[1:]} or leave server.lr null"
+            )
+        return
+    if server.lr is not None and not server.lr > 0:
+        raise ConfigError(f"server.lr={server.lr} is not valid; it must be > 0 (or null for the optimizer's default)")
+    for key in ("momentum", "beta1", "beta2"):
+        if not 0 <= server[key] < 1:
+            raise ConfigError(f"server.{key}={server[key]} is not valid; it must be in [0, 1)")
+    if not server.tau > 0:
+        raise ConfigError(f"server.tau={server.tau} is not valid; it must be > 0")
+    if config.method.name == Method.fedpm:
+        raise ConfigError(
+            f"server.optimizer={server.optimizer} is not valid with method.name=fedpm: FedPM aggregates mask "
+            f"probabilities from Beta posteriors, not a model update; use server.optimizer=plain"
+        )
+    if config.method.downlink == DownlinkMode.masks:
+        raise ConfigError(
+            f"server.optimizer={server.optimizer} is not valid with method.downlink=masks: clients replaying the round "
+            f"messages would need the server's moments (the model's size again, per client); use method.downlink=dense"
+        )
+
+
 def validate(config: DictConfig) -> None:
     """Check ranges and cross-field rules; raise ``ConfigError`` naming the key (OmegaConf checks choices)."""
     _check_finite(to_container(config))
@@ -326,6 +356,9 @@ def validate(config: DictConfig) -> None:
                 f"kept for {reset_every} rounds: the round messages do not carry it; set method.fedpm_reset_every=1 "
                 f"(the authors' code) or use method.downlink=dense"
             )
+    _check_server(config)
+    if not config.train.proximal_mu >= 0:
+        raise ConfigError(f"train.proximal_mu={config.train.proximal_mu} is not valid; it must be >= 0 (0: no proximal term)")
     if not 0 < config.method.topk_fraction <= 1:
         raise ConfigError(f"method.topk_fraction={config.method.topk_fraction} is not valid; it must be in (0, 1]")
     if config.train.threads is not None and config.train.threads < 1:

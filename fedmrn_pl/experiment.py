@@ -25,7 +25,10 @@ from fedmrn_pl.callbacks.checkpoint import CheckpointError, checkpoint_path
 from fedmrn_pl.config import ConfigError, Method, fedpm_settings, to_container
 from fedmrn_pl.data import FederatedDataModule, FederatedDataset
 from fedmrn_pl.federated import FederatedTrainer
+from fedmrn_pl.federated.choices import ServerOptimizerName
+from fedmrn_pl.federated.server_optimizers import ServerOptimizer, build_server_optimizer
 from fedmrn_pl.masking import MaskingConfig, ParameterSelector, default_alpha
+from fedmrn_pl.methods.fedprox import ProximalTerm
 from fedmrn_pl.methods.registry import build_method
 from fedmrn_pl.models import build_model
 from fedmrn_pl.run_directory import RunDirectory, remove_stale_temp_files
@@ -114,6 +117,8 @@ def build_trainer(
         run_seed=config.seed, fedpm=fedpm_settings(config),
     )  # fmt: skip
     local_callbacks = [c for callback in method_callbacks for c in getattr(callback, "local_callbacks", ())]
+    if train.proximal_mu > 0:
+        local_callbacks.append(ProximalTerm(train.proximal_mu))
     save_dir = Path(config.output_dir) / "payloads" if config.save_payloads else None
     packing = MaskPacking(
         dense_dtype=config.method.dense_dtype,
@@ -142,6 +147,17 @@ def build_trainer(
         monitor_mode=train.monitor_mode,
         downlink=config.method.downlink,
         dense_sync_every=config.method.dense_sync_every,
+        server_optimizer=server_optimizer_from_config(config),
+    )
+
+
+def server_optimizer_from_config(config: DictConfig) -> ServerOptimizer | None:
+    """The ``server`` section's optimizer; None for the plain update."""
+    server = config.server
+    if server.optimizer == ServerOptimizerName.plain:
+        return None
+    return build_server_optimizer(
+        server.optimizer, lr=server.lr, momentum=server.momentum, beta1=server.beta1, beta2=server.beta2, tau=server.tau
     )
 
 

@@ -80,3 +80,11 @@ def test_summary_reports_the_cost_to_reach_the_target():
     assert row["uplink_mb_to_target"] == pytest.approx(150 / 1e6)
     (never,) = summarise({"m": [run([0.2, 0.3, 0.4])]}, target=0.5)
     assert math.isnan(never["rounds_to_target"]) and never["reached_target"] == "0/1"
+
+
+def test_every_named_variant_is_a_valid_config():
+    from fedmrn_pl.config import load_config
+
+    for name, overrides in VARIANTS.items():
+        config = load_config(None, list(overrides))
+        assert config.method.name == overrides[0].partition("=")[2], name

@@ -129,3 +129,9 @@ def test_callbacks_never_import_the_federated_loop(path):
     # federated/ installs callbacks by default; the other direction (lazy or TYPE_CHECKING
     # imports included) would be a cycle. Callbacks see the trainer as a FederatedRun.
     assert not {name for name in _imports(path) if name.startswith("fedmrn_pl.federated")}
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "fedmrn_pl" / "methods").glob("*.py")), ids=lambda p: p.name)
+def test_methods_never_import_the_config(path):
+    # The config layer knows the methods (their names and settings), not the other way round.
+    assert not {name for name in _imports(path) if name == "fedmrn_pl.config"}

@@ -49,6 +49,12 @@ class Strategy(ABC):
         """
         return True
 
+    @property
+    def takes_server_optimizer(self) -> bool:
+        """Whether ``aggregate`` returns a model whose difference from the previous one a server optimizer may
+        apply (FedAvgM, FedAdam ...); False for a strategy whose state is not model weights (FedPM)."""
+        return True
+
     def state_dict(self) -> dict:
         """Server-side state to checkpoint (none for the built-in strategies)."""
         return {}

@@ -42,6 +42,7 @@ from fedmrn_pl.federated.noise_scales import NoiseScaleWatch, issued_noise_scale
 from fedmrn_pl.federated.run_config import describe_run
 from fedmrn_pl.federated.restore import check_against_run, section
 from fedmrn_pl.federated.sampling import sample_clients
+from fedmrn_pl.federated.server_optimizers import PlainUpdate, ServerOptimizer
 from fedmrn_pl.federated.strategies import FedMRN, Strategy
 from fedmrn_pl.federated.distributed import DEFAULT_TIMEOUT_SECONDS, Ranks, clients_of_rank, local_device_index
 from fedmrn_pl.console import show_library_logs
@@ -104,6 +105,8 @@ class FederatedTrainer:
         downlink: ``"dense"`` sends the sampled clients the model; ``"masks"`` sends a client the
             round messages it missed, from which it rebuilds the model bit for bit (see ``downlink.py``).
         dense_sync_every: with ``downlink="masks"``, a client that missed more rounds gets the dense model.
+        server_optimizer: how the strategy's aggregate becomes the next model
+            (``federated.server_optimizers``: FedAvgM, FedAdam, FedYogi, FedAdagrad); None: as it is.
     """
 
     def __init__(
@@ -133,6 +136,7 @@ class FederatedTrainer:
         monitor_mode: str | None = None,
         downlink: str = "dense",
         dense_sync_every: int = 10,
+        server_optimizer: ServerOptimizer | None = None,
     ) -> None:
         if isinstance(strategy, FedMRN) != (masking is not None):
             raise ValueError("FedMRN needs a MaskingConfig and dense strategies need masking=None")
@@ -209,6 +213,11 @@ class FederatedTrainer:
                 f"{type(strategy).__name__} keeps server state across rounds (FedPM: set reset_every=1), "
                 f"so use downlink='dense'"
             )
+        self.server_optimizer = _server_optimizer(server_optimizer, strategy, self.downlink.mode)
+        self.server_optimizer.setup(  # the trainable parameters; buffers and frozen tensors take the aggregate
+            name for name, p in module.named_parameters()
+            if p.requires_grad and p.is_floating_point() and name in self.global_state and name not in self.frozen_names
+        )  # fmt: skip
         self.replica = DownlinkReceiver(strategy, self.expected_manifest, max_payload_bytes)  # checks each round message
         self.client_states = ClientStateStore()  # clients' private state (EF residuals), kept by the server
         self.completed_rounds = 0  # rounds finished so far (the resume point)
@@ -310,6 +319,8 @@ class FederatedTrainer:
         aggregated = [] if kept_previous else accepted
         updates: list[ClientUpdate] = [result.update for result in aggregated]  # type: ignore[misc]
         previous, self.global_state = self.global_state, rebuild_global(self.strategy, server_round, self.global_state, updates)
+        if updates:  # the strategy's aggregate, applied by the server optimizer (plain: as it is)
+            self.global_state = self.server_optimizer.step(previous, self.global_state)
         message = self.downlink.record(server_round, [result.payload for result in aggregated], self.global_state)  # type: ignore[misc]
         if message is not None:  # a client holding the previous model must rebuild this one from the message
             self.replica.sync(previous, server_round - 1)
@@ -425,6 +436,7 @@ class FederatedTrainer:
             "elapsed_seconds": self.elapsed_seconds,
             "history": self.history,
             "strategy": self.strategy.state_dict(),
+            "server_optimizer": self.server_optimizer.state_dict(),
             "downlink": self.downlink.state_dict(),
             "callbacks": {callback.state_key: callback.state_dict() for callback in self.callbacks},
             "client_states": self.client_states.state_dict(),
@@ -445,6 +457,9 @@ class FederatedTrainer:
         client_states = check_against_run(self, state)
         with section("'strategy'"):
             self.strategy.load_state_dict(state.get("strategy", {}))
+        with section("'server_optimizer'"):
+            self.server_optimizer.load_state_dict(state.get("server_optimizer", {}))
+            self.server_optimizer.check_shapes(state["global_state"])
         with section("'downlink'"):
             self.downlink.load_state_dict(state.get("downlink", {}))
         saved = state.get("callbacks", {})
@@ -468,6 +483,25 @@ class FederatedTrainer:
         """A client hook: runs on the rank where the client trains."""
         for callback in self.callbacks:
             getattr(callback, hook)(self, *args)
+
+
+def _server_optimizer(optimizer: ServerOptimizer | None, strategy: Strategy, downlink: DownlinkMode) -> ServerOptimizer:
+    """The server optimizer (None: the plain update), refused where the strategy or the downlink cannot take it."""
+    if optimizer is None:
+        return PlainUpdate()
+    if not isinstance(optimizer, ServerOptimizer):
+        raise TypeError(f"server_optimizer must be a ServerOptimizer (FedAvgM, FedAdam ...), got {type(optimizer).__name__}")
+    if not optimizer.replayable and not strategy.takes_server_optimizer:
+        raise ValueError(
+            f"{type(strategy).__name__} does not take a server optimizer (its aggregate is not a model update); "
+            f"leave server_optimizer=None"
+        )
+    if not optimizer.replayable and downlink is DownlinkMode.masks:
+        raise ValueError(
+            f"server_optimizer {optimizer.name} keeps moments that clients replaying round messages do not hold; "
+            f"use downlink='dense'"
+        )
+    return optimizer
 
 
 def _with_default_callbacks(

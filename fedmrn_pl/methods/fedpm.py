@@ -327,6 +327,11 @@ class FedPM(Strategy):
         return new_state
 
     @property
+    def takes_server_optimizer(self) -> bool:
+        """The global tensors are ``w_rand * theta``, a posterior estimate: not a model update to step."""
+        return False
+
+    @property
     def replayable(self) -> bool:
         """Only a posterior reset every round leaves ``aggregate`` a function of the round's masks alone."""
         return self.settings.reset_every == 1

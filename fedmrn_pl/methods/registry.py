@@ -7,9 +7,9 @@ from collections.abc import Sequence
 from torch import nn
 
 from fedmrn_pl.callbacks.base import FederatedCallback
-from fedmrn_pl.config import Method
 from fedmrn_pl.federated.strategies import FedAvg, FedMRN, Strategy
 from fedmrn_pl.masking.selection import ParameterSelector
+from fedmrn_pl.methods.choices import Method
 from fedmrn_pl.methods.compression import CompressedDeltas, UpdateCompression
 from fedmrn_pl.methods.compressors import Compressor, EdenSign, ScaledSign, StochasticSign, TopK
 from fedmrn_pl.methods.fedpm import FedPM, FedPMClient, init_fedpm
