@@ -507,8 +507,13 @@ def _server_optimizer(optimizer: ServerOptimizer | None, strategy: Strategy, dow
 def _with_default_callbacks(
     callbacks: Sequence[FederatedCallback], output_dir: str | Path | None, overwrite: bool = False
 ) -> tuple[list[FederatedCallback], MaskPacking]:
-    """SeedSync first, RunArtifacts next (when a directory is given), MaskPacking after the user's client hooks;
-    progress on a terminal unless the caller chose a ``ProgressDisplay``.
+    """SeedSync first, RunArtifacts next (when a directory is given), MaskPacking last, wherever the caller put
+    them (as Lightning runs its checkpoint callback last); progress on a terminal unless the caller chose a
+    ``ProgressDisplay``.
+
+    The protocol's order is not the caller's to break: the seed is issued before any client hook reads
+    the request, and the update is encoded after every hook that changes it (a compressor's, the
+    user's), so a ``MaskPacking`` listed first cannot make the server refuse every payload.
 
     Returns the callbacks and the one ``MaskPacking``, which owns the wire both ways.
     """
@@ -520,15 +525,14 @@ def _with_default_callbacks(
         callbacks.insert(0, RunArtifacts(output_dir, overwrite=overwrite))
     if not any(isinstance(c, ProgressDisplay) for c in callbacks):
         callbacks.append(ProgressDisplay())
-    if not any(isinstance(c, SeedSync) for c in callbacks):
-        callbacks.insert(0, SeedSync())
-    packers = [c for c in callbacks if isinstance(c, MaskPacking)]
+    seeds = [c for c in callbacks if isinstance(c, SeedSync)] or [SeedSync()]
+    packers = [c for c in callbacks if isinstance(c, MaskPacking)] or [MaskPacking()]
     if len(packers) > 1:
         raise ValueError(f"give at most one MaskPacking callback (it owns the wire format), got {len(packers)}")
-    if not packers:
-        packers.append(MaskPacking())
-        callbacks.append(packers[0])
-    return callbacks, packers[0]
+    if len(seeds) > 1:
+        raise ValueError(f"give at most one SeedSync callback (it issues the clients' seeds), got {len(seeds)}")
+    others = [c for c in callbacks if not isinstance(c, (SeedSync, MaskPacking))]
+    return [*seeds, *others, *packers], packers[0]
 
 
 def _check_precision(trainer_kwargs: Mapping[str, Any], state: Mapping[str, torch.Tensor]) -> None:

@@ -159,3 +159,21 @@ def test_method_under_torchrun_equals_one_process(tmp_path, method):
     ranks = json.loads((tmp_path / "ranks" / "metrics.json").read_text())
     one = json.loads((tmp_path / "one" / "metrics.json").read_text())
     assert ranks["world_size"] == 2 and ranks["global_model_sha256"] == one["global_model_sha256"]
+
+
+def test_a_mask_packing_listed_before_the_compressor_still_encodes_last():
+    """The wire's order is the trainer's: a MaskPacking given first runs after the compressor anyway."""
+    from fedmrn_pl import ClassificationTask, FederatedDataModule, FederatedTrainer, build_model
+    from fedmrn_pl.callbacks import MaskPacking, SeedSync
+    from fedmrn_pl.methods import build_method
+
+    data = FederatedDataModule("digits", num_clients=4, seed=0)
+    data.setup()
+    module = ClassificationTask(build_model("cnn4", in_channels=1, num_classes=10, image_size=8, seed=0), 10)
+    strategy, method_callbacks = build_method("signsgd", module)
+    packing, seeds = MaskPacking(), SeedSync()
+    trainer = FederatedTrainer(module, data, strategy, None, rounds=1, clients_per_round=2,
+                               callbacks=[packing, *method_callbacks, seeds])  # fmt: skip
+    assert trainer.callbacks[0] is seeds and trainer.callbacks[-1] is packing
+    (metrics,) = trainer.fit()
+    assert metrics["accepted_clients"] == 2 and not metrics["dropped_clients"]
