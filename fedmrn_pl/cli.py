@@ -398,7 +398,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="N",
         help="refuse a payload whose tensors declare more than N elements in all, before decoding any "
-        "(default: 1716 per payload byte, more than any valid payload holds)",
+        "(default: 1422 per payload byte, more than any valid payload holds)",
     )
     inspect.set_defaults(handler=_inspect)
     plot = commands.add_parser(

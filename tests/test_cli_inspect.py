@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import struct
 import subprocess
 import sys
 import threading
@@ -15,7 +14,7 @@ import torch
 from fedmrn_pl.cli import main
 from fedmrn_pl.update import ClientUpdate, NoiseSpec
 from fedmrn_pl.wire import encode_update
-from fedmrn_pl.wire.mask_coding import MAX_SYMBOLS_PER_BYTE, STATE_LOW
+from tests.wire.test_describe import coded_body
 from tests.wire.test_format import raw_payload
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc, RLIMIT_AS and FIFOs as on Linux")
@@ -57,12 +56,9 @@ def _inspect(tmp_path: Path, *argv: str, address_space: int | None = None) -> tu
 
 def _oversized(tmp_path: Path, numel: int, code: int, family: int) -> Path:
     """The issue's files: a mask body of the fewest bytes the parser allows for ``numel`` elements, checksum valid."""
-    fixed = (struct.pack("<I", 0x12345678) + bytes([1] * 8)) if code == NOISE_CODED else bytes([1])
-    fixed += struct.pack("<32I", *[STATE_LOW] * 32)
-    size = -(-((numel + 7) // 8) // MAX_SYMBOLS_PER_BYTE)
-    size += (size - len(fixed)) % 2  # whole 2-byte words
+    body = coded_body(numel, code)
     path = tmp_path / f"declares_{numel}_as_{code}.fmrn"
-    path.write_bytes(raw_payload([(b"w", code, (numel,), size)], [fixed + bytes(size - len(fixed))], family=family))
+    path.write_bytes(raw_payload([(b"w", code, (numel,), len(body))], [body], family=family))
     return path
 
 
@@ -82,9 +78,9 @@ def baseline(tmp_path_factory) -> tuple[int, int]:
 @pytest.mark.parametrize(
     ("numel", "code", "family", "argv"),
     [
-        (2**30, NOISE_CODED, UNIFORM, ()),  # 131 KB: 125 s and 14.1 GB before it was refused
-        (2**27, NOISE_CODED, UNIFORM, ()),  # 16 KB: 2.2 GB
-        (2**30, CODED, GAUSS, ()),  # 131 KB: 2.65 GB
+        (2**30, NOISE_CODED, UNIFORM, ()),  # 754 KB (131 KB in format 5: 125 s and 14.1 GB before it was refused)
+        (2**27, NOISE_CODED, UNIFORM, ()),  # 94 KB (16 KB: 2.2 GB)
+        (2**30, CODED, GAUSS, ()),  # 754 KB (131 KB: 2.65 GB)
         (2**25, NOISE_CODED, UNIFORM, ("--max-elements", "99999999999")),  # decoded all the same: noise drawn in chunks
         (2**28, CODED, GAUSS, ("--max-elements", "99999999999")),  # decoded all the same: symbols counted in chunks
     ],
@@ -98,7 +94,7 @@ def test_inspect_of_a_payload_declaring_huge_masks_takes_memory_bounded_by_its_s
     returned, err, rss, _ = _inspect(tmp_path, *argv, str(path), address_space=base_vm + 1024 * MiB)
     assert returned == 1 and err.count("\n") == 1 and err.startswith(f"error: invalid payload {path}: "), err
     assert ("more than any valid payload" in err) == (not argv)
-    assert rss - base_rss < 48 * MiB + 16 * size  # the file is 4 KB to 131 KB; the masks it declares 32 MB to 1 GB
+    assert rss - base_rss < 48 * MiB + 16 * size  # the file is 24 KB to 754 KB; the masks it declares 32 MB to 1 GB
 
 
 def _payload(tmp_path: Path) -> Path:

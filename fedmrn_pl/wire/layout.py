@@ -49,6 +49,12 @@ contexts are measured in; a mask's own scale may differ per tensor and round, se
 from which the server sets the next round's scales. A scale must be finite and > 0, or
 0.0 for the header's alpha (a run at one magnitude, the paper's); an RMS finite and >= 0.
 
+Version 6 changed the two coded mask bodies, not their codes: the symbols travel in one
+rANS stack of 32-bit words with a 64-bit state (``mask_coding.py``, coded by ``constriction``)
+instead of up to 32 interleaved lanes of 16-bit words, the groups (kernel positions or noise
+contexts) one after another. A body is its probability bytes (after the contexts' CRC-32 for
+``noise_coded_mask``) and then at least two uint32 words; no lane states.
+
 An update without masks (mask kind ``none``: FedAvg, the baselines) selects from no noise,
 so its header's noise family and alpha are unused; they must be ``UNUSED_NOISE``'s (uniform,
 0.01, what every writer puts there), so that such a payload too has one valid form.
@@ -83,7 +89,7 @@ __all__ = [
 ]
 
 MAGIC = b"FMRN"
-FORMAT_VERSION = 5
+FORMAT_VERSION = 6
 HEADER = struct.Struct("<4sHHQQQBBdQII")
 HEADER_SIZE = HEADER.size  # 58
 CHECKSUM_SIZE = 16

@@ -11,6 +11,7 @@ import torch
 from fedmrn_pl.masking.noise import generate_noise
 from fedmrn_pl.update import ClientUpdate, NoiseSpec
 from fedmrn_pl.wire import PayloadError, decode_update, describe_payload, encode_update, packed_size
+from fedmrn_pl.wire import mask_coding
 from fedmrn_pl.wire.context_coding import noise_contexts
 from fedmrn_pl.wire.mask_coding import CONTEXTS, context_overhead, decode_in_contexts, encode_in_contexts, encode_mask
 from tests.wire.test_format import raw_payload
@@ -34,6 +35,23 @@ def test_masks_round_trip_bit_exact(shape):
     decoded = decode_in_contexts(body, shape, lambda: contexts)
     assert decoded.shape == mask.shape and torch.equal(decoded, mask)
     assert len(body) >= context_overhead(shape)
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 100, 1 << 16])
+def test_grouping_a_chunk_at_a_time_gives_the_whole_masks_stable_groups(chunk, monkeypatch):
+    """Each context's bits in index order, however many chunks the sort by context takes (the wire's group order)."""
+    monkeypatch.setattr(mask_coding, "_ORDER_CHUNK", chunk)
+    shape = (7, 5, 3, 3)
+    contexts = noise_contexts(9, "w", shape, NOISE)
+    mask = fedmrn_like_mask(9, "w", shape)
+    bits = mask.reshape(-1).numpy().astype(np.uint8)
+    grouped = mask_coding._group(bits, contexts)
+    assert all(np.array_equal(grouped[c], bits[contexts == c]) for c in range(CONTEXTS))
+    body = encode_in_contexts(mask, contexts)
+    monkeypatch.setattr(mask_coding, "_ORDER_CHUNK", 1 << 16)
+    assert encode_in_contexts(mask, contexts) == body  # the bytes do not depend on the chunking
+    monkeypatch.setattr(mask_coding, "_ORDER_CHUNK", chunk)
+    assert torch.equal(decode_in_contexts(body, shape, lambda: contexts), mask)
 
 
 def test_contexts_are_about_equal_groups_ordered_by_noise_magnitude():
@@ -70,7 +88,7 @@ def test_contexts_are_derived_only_once_the_body_passes_its_cheap_checks():
     with pytest.raises(PayloadError, match="probability of context 0 is 0"):
         decode_in_contexts(bytes(context_overhead(shape)), shape, never)
     with pytest.raises(PayloadError, match="tensor .w.: noise-coded mask probability of context 0 is 0"):
-        decode_update(raw_payload([(b"w", NOISE_CODED, shape, 16384)], [bytes(16384)], family=UNIFORM))
+        decode_update(raw_payload([(b"w", NOISE_CODED, shape, 94256)], [bytes(94256)], family=UNIFORM))
 
 
 def test_a_fedmrn_like_mask_codes_smaller_in_noise_contexts_than_by_kernel_phase():
@@ -122,7 +140,7 @@ def test_probabilities_other_than_the_bit_counts_and_short_bodies_are_refused():
     body[0] = 255 if body[0] != 255 else 254  # context 0 claims another probability
     with pytest.raises(PayloadError, match=r"coded mask"):
         decode_in_contexts(bytes(body), shape, lambda: contexts)
-    with pytest.raises(PayloadError, match=r"needs a 4-byte contexts CRC, 8 probability bytes, \d+ lane states of 4 bytes and whole 2-byte words, got 5"):
+    with pytest.raises(PayloadError, match=r"4-byte contexts CRC, 8 probability bytes and whole 4-byte words, at least 2, got 5"):
         decode_in_contexts(bytes(5), shape, lambda: contexts)
     with pytest.raises(ValueError, match=r"contexts must give each of the 10 elements a context in \[0, 8\)"):
         encode_in_contexts(torch.zeros(10, dtype=torch.bool), np.full(10, 8))

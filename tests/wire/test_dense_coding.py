@@ -118,7 +118,7 @@ def test_inflate_never_returns_more_than_the_declared_size():
 def test_version_2_payloads_are_refused_by_version():
     payload = bytearray(encode_update(bn_update()))
     struct.pack_into("<H", payload, 4, 2)
-    with pytest.raises(PayloadError, match="unsupported format version 2; this reader supports 5"):
+    with pytest.raises(PayloadError, match="unsupported format version 2; this reader supports 6"):
         decode_update(reseal(bytes(payload[:-16])))
 
 

@@ -17,7 +17,7 @@ from fedmrn_pl.masking.noise import generate_noise
 from fedmrn_pl.update import ClientUpdate, NoiseSpec
 from fedmrn_pl.wire import CHECKSUM_SIZE, UNUSED_NOISE, PayloadError, decode_update, describe_payload, encode_update
 from fedmrn_pl.wire.dense_coding import deflate_planes
-from fedmrn_pl.wire.mask_coding import MAX_ELEMENTS_PER_BYTE, STATE_LOW, encode_in_contexts, encode_mask
+from fedmrn_pl.wire.mask_coding import MAX_ELEMENTS_PER_BYTE, encode_in_contexts, encode_mask
 from fedmrn_pl.wire.parse import parse_payload
 from tests.wire.test_format import raw_payload, reseal
 from tests.wire.test_fuzz import CASES
@@ -92,22 +92,28 @@ def test_inspect_and_decode_agree_on_every_resealed_body_flip(case):
     assert False in outcomes  # the flips did reach the body checks
 
 
-def _coded_payload(numel: int, code: int, family: int) -> bytes:
-    """A mask body of the fewest bytes the parser allows for ``numel`` elements, with a plausible fixed part."""
-    fixed = (struct.pack("<I", 0x12345678) + bytes([1] * 8)) if code == NOISE_CODED else bytes([1])
-    fixed += struct.pack("<32I", *[STATE_LOW] * 32)
+def coded_body(numel: int, code: int) -> bytes:
+    """A mask body of the fewest bytes the parser allows for ``numel`` elements: plausible probabilities, zero
+    words, and on top the start state 2**32, so that it passes every check made before decoding."""
+    prefix = (struct.pack("<I", 0x12345678) + bytes([1] * 8)) if code == NOISE_CODED else bytes([1])
     size = -(-((numel + 7) // 8) // mask_coding.MAX_SYMBOLS_PER_BYTE)
-    size += (size - len(fixed)) % 2  # whole 2-byte words
-    return raw_payload([(b"w", code, (numel,), size)], [fixed + bytes(size - len(fixed))], family=family)
+    size += (len(prefix) - size) % 4  # whole 4-byte words
+    return prefix + bytes(size - len(prefix) - 4) + struct.pack("<I", 1)
+
+
+def _coded_payload(numel: int, code: int, family: int) -> bytes:
+    body = coded_body(numel, code)
+    return raw_payload([(b"w", code, (numel,), len(body))], [body], family=family)
 
 
 @pytest.mark.parametrize(("numel", "code", "family"), [(2**30, NOISE_CODED, UNIFORM), (2**27, NOISE_CODED, UNIFORM),
                                                        (2**30, CODED, GAUSS)])  # fmt: skip
 def test_a_mask_declaring_more_than_its_bytes_can_hold_is_refused_before_decoding(numel, code, family, monkeypatch):
-    """The issue's files: 16 to 131 KB declaring 2**27 to 2**30 mask elements cost inspect 2.2 to 14 GB."""
+    """The issue's files (16 to 131 KB in format 5, 94 to 754 KB now) declaring 2**27 to 2**30 mask elements cost
+    inspect 2.2 to 14 GB."""
     payload = _coded_payload(numel, code, family)
     monkeypatch.setattr(context_coding, "noise_context_chunks", lambda *a: pytest.fail("derived the noise"))
-    monkeypatch.setattr(mask_coding, "_rans_decode", lambda *a: pytest.fail("decoded the stream"))
+    monkeypatch.setattr(mask_coding, "_decode_stream", lambda *a: pytest.fail("decoded the stream"))
     with pytest.raises(PayloadError, match=rf"declare {numel} elements, more than any valid payload of "
                                            rf"{len(payload)} bytes holds \({MAX_ELEMENTS_PER_BYTE * len(payload)}: "):
         describe_payload(payload)
@@ -116,18 +122,19 @@ def test_a_mask_declaring_more_than_its_bytes_can_hold_is_refused_before_decodin
 
 
 def test_the_element_bound_holds_for_every_coder_table():
-    """MAX_ELEMENTS_PER_BYTE is a proof, not a guess: no frequency above 63775, so at most 429 symbols per word."""
-    top = max(int(mask_coding._tables(np.array([q], dtype=np.uint8))[0].max()) for q in range(1, 256))
-    rng = np.random.default_rng(0)
-    for _ in range(300):  # mixed phases: a byte's bits at 8 different probabilities
-        phases = rng.choice([1, 2, 3, 128, 253, 254, 255], size=8).astype(np.uint8)
-        top = max(top, int(mask_coding._tables(phases)[0].max()))
-    assert top <= 63775  # 65536 * (255/256)**8 + fewer than 256 units of rounding
-    state, steps = 2**32 - 1, 0
-    while state >= STATE_LOW:  # the slowest a lane state can fall: the top symbol every time
-        state -= (65536 - 63775) * (state >> 16)
+    """MAX_ELEMENTS_PER_BYTE is a proof, not a guess: no frequency above 16,260,295 of 2**24, so at most 711 symbols
+    between two 32-bit words (module docstring of mask_coding)."""
+    every_q = np.repeat(np.arange(1, 256, dtype=np.uint8)[:, None], 8, axis=1)
+    mixed = np.random.default_rng(0).choice(np.array([1, 2, 3, 128, 253, 254, 255], dtype=np.uint8), size=(3000, 8))
+    tables = np.concatenate([mask_coding._frequencies(every_q), mask_coding._frequencies(mixed)])
+    assert (tables >= 1).all() and (tables.sum(axis=1) == 2**24).all()
+    top = int(tables.max())
+    assert top <= (255**8 >> 40) + 255  # 2**24 * (255/256)**8, plus fewer than 256 units of rounding
+    state, steps = 2**64 - 1, 0
+    while state >= 2**32:  # the slowest a state can fall: the top symbol and the largest remainder every time
+        state = (state >> 24) * top + top - 1
         steps += 1
-    assert 8 * steps / 2 <= MAX_ELEMENTS_PER_BYTE  # 8 elements per symbol, 2 bytes per word
+    assert steps <= 711 and 8 * steps / 4 <= MAX_ELEMENTS_PER_BYTE and steps / 4 <= mask_coding.MAX_SYMBOLS_PER_BYTE
     best = torch.zeros(1 << 22, dtype=torch.bool)  # the most compressible mask there is
     for body in (encode_mask(best), encode_in_contexts(best, np.zeros(best.numel(), dtype=np.uint8))):
         assert 1300 < best.numel() / len(body) < MAX_ELEMENTS_PER_BYTE
@@ -135,7 +142,7 @@ def test_the_element_bound_holds_for_every_coder_table():
 
 @pytest.mark.parametrize("shape", [(60, 5, 7), (40, 9, 5, 5), (1000, 33), (17, 4, 3, 3)])
 def test_counting_a_coded_mask_in_chunks_checks_and_counts_what_decoding_gives(shape, monkeypatch):
-    monkeypatch.setattr(mask_coding, "_CHUNK_SYMBOLS", 40)  # many chunks, boundaries inside lanes' steps
+    monkeypatch.setattr(mask_coding, "_CHUNK_SYMBOLS", 40)  # many chunks, boundaries inside groups
     monkeypatch.setattr(context_coding, "_CHUNK", 333)
     mask = torch.rand(shape, generator=torch.Generator().manual_seed(1)) < 0.15
     for family in ("uniform", "gauss"):

@@ -17,7 +17,6 @@ import torch
 import fedmrn_pl.wire
 from fedmrn_pl.update import MASK_KINDS, ClientUpdate, NoiseFamily, NoiseSpec
 from fedmrn_pl.wire import (
-    FORMAT_VERSION,
     CHECKSUM_SIZE,
     FORMAT_VERSION,
     HEADER_SIZE,

@@ -105,8 +105,8 @@ def test_hand_built_coded_payload_decodes():
 @pytest.mark.parametrize(
     ("size", "message"),
     [
-        (coded_overhead(SHAPE) - 1, "coded mask body length is 12 bytes, expected at least 13 and fewer than the 144"),
-        (packed_size(math.prod(SHAPE)), "body length is 144 bytes, expected at least 13 and fewer than the 144 bytes"),
+        (coded_overhead(SHAPE) - 1, "coded mask body length is 16 bytes, expected at least 17 and fewer than the 144"),
+        (packed_size(math.prod(SHAPE)), "body length is 144 bytes, expected at least 17 and fewer than the 144 bytes"),
     ],
 )
 def test_coded_body_lengths_are_bounded_by_the_shape(size, message):
@@ -115,12 +115,12 @@ def test_coded_body_lengths_are_bounded_by_the_shape(size, message):
 
 
 def test_bodies_too_short_for_their_shape_are_refused_before_decoding():
-    with pytest.raises(PayloadError, match="length is 100 bytes, expected at least 131072 and fewer than"):
+    with pytest.raises(PayloadError, match="length is 100 bytes, expected at least 754033 and fewer than"):
         decode_update(raw_payload([(b"w", CODED, (2**30,), 100)], [bytes(100)], family=BERNOULLI))
 
 
 def test_empty_and_tiny_masks_cannot_be_coded():
-    with pytest.raises(PayloadError, match="expected at least 5 and fewer than the 0 bytes"):
+    with pytest.raises(PayloadError, match="expected at least 9 and fewer than the 0 bytes"):
         decode_update(raw_payload([(b"e", CODED, (0, 4), 5)], [bytes(5)], family=BERNOULLI))
     with pytest.raises(PayloadError, match="fewer than the 1 bytes"):
         decode_update(raw_payload([(b"t", CODED, (3, 2), 0)], [], family=BERNOULLI))
@@ -145,8 +145,9 @@ def test_coded_mask_is_a_mask_for_the_servers_manifest():
         decode_update(encode_update(update), specs)
 
 
-def test_version_1_payloads_are_refused_by_version():
+@pytest.mark.parametrize("version", [1, 5])  # 5: the last format of 16-bit rANS lanes
+def test_older_payloads_are_refused_by_version(version):
     payload = bytearray(encode_update(skewed_update(), mask_encoding="packed"))
-    struct.pack_into("<H", payload, 4, 1)
-    with pytest.raises(PayloadError, match="unsupported format version 1; this reader supports 5"):
+    struct.pack_into("<H", payload, 4, version)
+    with pytest.raises(PayloadError, match=f"unsupported format version {version}; this reader supports 6"):
         decode_update(bytes(payload))
