@@ -1,14 +1,24 @@
-"""Cost of masked noise in one local step: CNN4 plain vs wrapped with apply_masked_noise.
+"""Cost of masked noise in one local step: a model plain vs wrapped with apply_masked_noise.
 
-One step is forward + backward + SGD step on the same batch of random 28x28 images.
-The plain model trains its weights; the wrapped model trains the updates ``u`` (and
-the dense BatchNorm parameters) through ``w + n * M(u, n)`` with PSM at a fixed ``p``.
-All variants run in one process and are interleaved block by block, so background
-load hits them alike. We report the median and best ms/step and two masked/plain
-ratios: of the best blocks, and the median over repeats of the ratio to the plain
-block of the same repeat (paired, robust to load that comes and goes). Target <= 1.10 on CPU.
+One step is forward + backward + SGD step on the same batch of random images (CNN4:
+1x28x28; CNN8 and torchvision's ResNet-18: 3x32x32). The plain model trains its
+weights; the wrapped model trains the updates ``u`` (and the dense BatchNorm
+parameters) through ``w + n * M(u, n)`` with PSM at a fixed ``p``, one mask per step
+(``begin_mask_step`` / ``end_mask_step``, as a client does). All variants run in one
+process and are interleaved block by block, so background load hits them alike. We
+report the median and best ms/step and two masked/plain ratios: of the best blocks,
+and the median over repeats of the ratio to the plain block of the same repeat (paired,
+robust to load that comes and goes). Targets: CNN4 <= 1.10x; ResNet-18 <= 1.25x at p = 0.5.
 
-    python benchmarks/bench_masked_step.py [--steps 5] [--repeats 40] [--device cpu|cuda]
+Memory: the training increment of one step, i.e. the peak of tensor bytes allocated
+during the step above those allocated just before it (grads set to None first). On
+CUDA from the allocator's peak statistics; on CPU, which keeps none, from the torch
+profiler's allocation timeline (``profile_memory``: every tensor allocation and free
+of the step, summed in time order), so the figure counts tensors, not allocator
+caching or RSS. Resident tensors (weights, noise, ``u``) are outside the increment and
+printed apart. Target for ResNet-18: <= 1.5x the plain step's increment.
+
+    python benchmarks/bench_masked_step.py [--model cnn4|cnn8|resnet18] [--steps 5] [--repeats 40] [--device cpu|cuda]
 """
 
 from __future__ import annotations
@@ -26,21 +36,46 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from fedmrn_pl.masking import apply_masked_noise, masked_parametrizations, set_mask_generator, set_mask_probability
+from fedmrn_pl.masking import (
+    apply_masked_noise,
+    begin_mask_step,
+    end_mask_step,
+    masked_parametrizations,
+    set_mask_generator,
+    set_mask_probability,
+)
 from fedmrn_pl.models import build_model
 from fedmrn_pl.seeding import make_generator
 
 VARIANTS = [("binary", 0.0), ("binary", 0.5), ("binary", 1.0), ("signed", 0.0), ("signed", 0.5), ("signed", 1.0)]
 
 
+MODELS = {"cnn4": (1, 28), "cnn8": (3, 32), "resnet18": (3, 32)}  # name -> input channels, image size
+
+
+def build(name: str, channels: int, size: int) -> nn.Module:
+    """The benchmarked model, seeded: the project's CNNs, or torchvision's ResNet-18 (11.2M masked weights)."""
+    if name == "resnet18":
+        import torchvision
+
+        torch.manual_seed(0)
+        return torchvision.models.resnet18(num_classes=10)
+    return build_model(name, in_channels=channels, num_classes=10, image_size=size, seed=0)
+
+
 def make_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, lr: float) -> Callable[[], None]:
     """One SGD step over the model's trainable tensors (a fresh optimizer, as each client round has)."""
     optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=lr)
+    masked = bool(masked_parametrizations(model))
 
     def step() -> None:
         optimizer.zero_grad(set_to_none=True)
+        if masked:
+            begin_mask_step(model)
         F.cross_entropy(model(x), y).backward()
         optimizer.step()
+        if masked:
+            end_mask_step(model)
 
     return step
 
@@ -81,6 +116,32 @@ def cuda_peak_bytes(step: Callable[[], None], device: torch.device) -> int:
     return torch.cuda.max_memory_allocated(device) - before
 
 
+def cpu_peak_bytes(step: Callable[[], None]) -> int:
+    """Peak tensor bytes allocated during one step above those allocated before it, from the profiler's timeline."""
+    from torch.profiler import ProfilerActivity, profile
+    from torch.profiler._memory_profiler import Action
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True, record_shapes=True, with_stack=True) as prof:
+        step()
+    current = peak = 0
+    for _, action, (key, _), size in prof._memory_profile().timeline:
+        if key.device.type != "cpu":
+            continue
+        if action == Action.CREATE:  # an allocation during the step (PREEXISTING ones are the baseline)
+            current += size
+        elif action == Action.DESTROY:
+            current -= size
+        peak = max(peak, current)
+    return peak
+
+
+def step_peak_bytes(step: Callable[[], None], model: nn.Module, device: torch.device) -> int:
+    """The step's training memory increment on ``device`` (see the module docstring), from a state without grads."""
+    for parameter in model.parameters():
+        parameter.grad = None
+    return cuda_peak_bytes(step, device) if device.type == "cuda" else cpu_peak_bytes(step)
+
+
 def main() -> None:
     """Time plain and masked steps, then print machine info, the timing table and the memory figures."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -90,7 +151,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    parser.add_argument("--model", default="cnn4", choices=["cnn4", "cnn8"], help="cnn4 on 1x28x28, cnn8 on 3x32x32")
+    parser.add_argument("--model", default="cnn4", choices=sorted(MODELS), help="cnn4 on 1x28x28, the others on 3x32x32")
     args = parser.parse_args()
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda needs a CUDA GPU; none is visible")
@@ -98,10 +159,10 @@ def main() -> None:
     device = torch.device(args.device)
 
     data = torch.Generator().manual_seed(0)
-    channels, size = (1, 28) if args.model == "cnn4" else (3, 32)
+    channels, size = MODELS[args.model]
     x = torch.randn(args.batch_size, channels, size, size, generator=data).to(device)
     y = torch.randint(0, 10, (args.batch_size,), generator=data).to(device)
-    base = build_model(args.model, in_channels=channels, num_classes=10, image_size=size, seed=0).to(device).train()
+    base = build(args.model, channels, size).to(device).train()
 
     models = {"plain": copy.deepcopy(base)}
     models.update({f"{kind} p={p:g}": masked_model(base, kind, p, device) for kind, p in VARIANTS})
@@ -127,13 +188,15 @@ def main() -> None:
         f"{args.repeats} interleaved blocks of {args.steps} steps after {args.warmup} warm-up steps"
     )
     print()
+    peaks = {name: step_peak_bytes(step, models[name], device) for name, step in steps.items()}
     plain = times["plain"]
-    print("| variant | median ms/step | best ms/step | ratio of best | paired ratio (median) |")
-    print("|---|---:|---:|---:|---:|")
+    print("| variant | median ms/step | best ms/step | ratio of best | paired ratio (median) | step memory increment | ratio |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
     for name, values in times.items():
         paired = statistics.median(v / b for v, b in zip(values, plain))
         print(
-            f"| {name} | {statistics.median(values):.2f} | {min(values):.2f} | {min(values) / min(plain):.3f} | {paired:.3f} |"
+            f"| {name} | {statistics.median(values):.2f} | {min(values):.2f} | {min(values) / min(plain):.3f} | {paired:.3f} "
+            f"| {peaks[name] / 2**20:.1f} MiB | {peaks[name] / peaks['plain']:.2f} |"
         )
 
     wrapped = models["binary p=0.5"]
@@ -150,18 +213,10 @@ def main() -> None:
         f"memory    model parameters {param_bytes:,} B; noise + update tensors {extra:,} B "
         f"= {extra / param_bytes:.2f}x the parameters ({extra / masked_bytes:.1f}x the masked weights)"
     )
-    largest = max(p.noise.numel() * p.noise.element_size() for p in found.values())
     print(
-        f"transient per step (from the code, not measured): effective weights kept for backward {masked_bytes:,} B; "
-        f"while one layer's PSM mask is computed, 3 temporaries of its size (ratio, draw, sampled), at most {3 * largest:,} B"
+        "step memory increment: peak tensor bytes allocated during one step above those allocated before it "
+        + ("(CUDA allocator peak)" if device.type == "cuda" else "(torch profiler allocation timeline)")
     )
-    if device.type == "cuda":
-        plain_peak = cuda_peak_bytes(steps["plain"], device)
-        masked_peak = cuda_peak_bytes(steps["binary p=0.5"], device)
-        print(
-            f"cuda peak one step above resident: plain {plain_peak:,} B, binary p=0.5 {masked_peak:,} B "
-            f"(+{masked_peak - plain_peak:,} B transient)"
-        )
 
 
 if __name__ == "__main__":

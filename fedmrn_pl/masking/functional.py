@@ -37,18 +37,10 @@ __all__ = [
 ]
 
 
-def _sample(ratio: torch.Tensor, draw: torch.Tensor, kind: str, p: float = 1.0) -> torch.Tensor:
-    """SM mask with ``xi = draw / p``, valid where ``draw < p``; written into ``draw`` (no new tensor)."""
-    if kind == "binary":
-        return draw.add_(ratio, alpha=p).ge_(p)  # r + xi >= 1
-    return draw.add_(ratio, alpha=0.5 * p).ge_(0.5 * p).mul_(2.0).sub_(1.0)  # (r + 1) / 2 + xi >= 1
-
-
 def stochastic_mask(ratio: torch.Tensor, kind: str, generator: torch.Generator | None = None) -> torch.Tensor:
     """Sample an SM mask (float, values {0,1} or {-1,+1}) for ``ratio = u / n``."""
     MaskKind.parse(kind, "mask kind")
-    xi = torch.rand(ratio.shape, generator=generator, device=ratio.device, dtype=ratio.dtype)
-    return _sample(ratio, xi, kind)
+    return _psm_mask(ratio, kind, 1.0, generator)  # at p = 1 ``ratio`` is only read
 
 
 def threshold_mask(ratio: torch.Tensor, kind: str) -> torch.Tensor:
@@ -76,6 +68,27 @@ def psm_probability(schedule: str, step: int, total_steps: int) -> float:
     return 0.5 * (1.0 - math.cos(math.pi * progress))
 
 
+def _sampled(ratio: torch.Tensor, draw: torch.Tensor, kind: str, p: float) -> torch.Tensor:
+    """The SM mask with ``xi = draw / p`` (valid where ``draw < p``), in place in ``draw``: no new tensor."""
+    scale = p if kind == "binary" else 0.5 * p
+    sampled = draw.add_(ratio, alpha=scale).ge_(scale)  # binary r + xi >= 1; signed (r + 1) / 2 + xi >= 1
+    return sampled if kind == "binary" else sampled.mul_(2.0).sub_(1.0)
+
+
+def _psm_mask(ratio: torch.Tensor, kind: str, p: float, generator: torch.Generator | None) -> torch.Tensor:
+    """PSM mask from ``ratio = u / n``, which it may overwrite (at ``p < 1``); one draw per element at ``p > 0``."""
+    low = 0.0 if kind == "binary" else -1.0
+    if p <= 0.0:
+        return ratio.clamp_(low, 1.0)
+    draw = torch.rand(ratio.shape, generator=generator, device=ratio.device, dtype=ratio.dtype)
+    if p >= 1.0:
+        return _sampled(ratio, draw, kind, 1.0)
+    use_sampled = torch.lt(draw, p, out=torch.empty_like(draw))  # 1.0 where SM is used, else 0.0
+    sampled = _sampled(ratio, draw, kind, p)
+    # lerp with weights in {0, 1} returns either end exactly; one float kernel (where() on a bool is ~10x slower on CPU)
+    return torch.lerp(ratio.clamp_(low, 1.0), sampled, use_sampled, out=ratio)
+
+
 def mask_values(
     update: torch.Tensor, noise: torch.Tensor, kind: str, p: float, generator: torch.Generator | None = None
 ) -> torch.Tensor:
@@ -85,25 +98,19 @@ def mask_values(
     ``p = 1`` gives exactly ``stochastic_mask`` with the same generator state.
     """
     MaskKind.parse(kind, "mask kind")
-    ratio = update / noise
-    low = 0.0 if kind == "binary" else -1.0
-    if p <= 0.0:
-        return ratio.clamp_(low, 1.0)
-    draw = torch.rand(ratio.shape, generator=generator, device=ratio.device, dtype=ratio.dtype)
-    if p >= 1.0:
-        return _sample(ratio, draw, kind)
-    sampled = _sample(ratio, draw.clone(), kind, p)
-    use_sampled = draw.lt_(p)  # 1.0 where SM is used, else 0.0
-    # lerp with weights in {0, 1} returns either end exactly; one float kernel (where() on a bool is ~10x slower on CPU)
-    return torch.lerp(ratio.clamp_(low, 1.0), sampled, use_sampled)
+    return _psm_mask(update / noise, kind, p, generator)
 
 
 class _MaskedWeight(torch.autograd.Function):
-    """``w + n * M(u, n)`` forward in one fused kernel; straight-through gradient to ``u`` (and ``w``)."""
+    """``w + n * M(u, n)`` forward in one fused kernel; straight-through gradient to ``u`` (and ``w``).
+
+    Saves nothing for backward: the temporaries of the mask (ratio, draw) are freed as
+    soon as the effective weight exists.
+    """
 
     @staticmethod
     def forward(ctx, weight, update, noise, kind, p, generator):  # type: ignore[override]
-        return torch.addcmul(weight, mask_values(update, noise, kind, p, generator), noise)
+        return torch.addcmul(weight, _psm_mask(update / noise, kind, p, generator), noise)
 
     @staticmethod
     def backward(ctx, grad_output):  # type: ignore[override]

@@ -10,10 +10,16 @@ One mask per weight per training step: between ``begin_mask_step`` and
 hand-written RNN reading its matrix at each time step, a tied embedding read by two
 layers), as ``parametrize.cached()`` does per module, but shared by every place a
 tied tensor is registered.
+
+The step's cache holds the weight weakly (the layers that read it keep it for their
+backward, and free it there), with the generator state of its draw: a read after the
+weight was freed draws it again from that state (the same mask, with ``u`` as it is
+then, no draw taken from the shared stream) and holds it for the rest of the step.
 """
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Mapping
 
 import torch
@@ -53,17 +59,40 @@ class MaskedNoise(nn.Module):
         self.probability = 0.0  # PSM: chance of using the sampled mask per element
         self.generator: torch.Generator | None = None  # stream of the SM/PSM draws
         self.caching = False  # inside a training step: compute once, reuse at every read
-        self._step_weight: torch.Tensor | None = None
+        self._step_weight: torch.Tensor | None = None  # the step's value, held
+        self._step_ref: weakref.ref[torch.Tensor] | None = None  # ... or referenced while a layer holds it
+        self._step_state: torch.Tensor | None = None  # the generator state its draw started from
+        self._read_again = False  # a step read the weight after it had been freed: hold it from the start
 
     def forward(self, weight: torch.Tensor) -> torch.Tensor:
         if self._step_weight is not None:
             return self._step_weight
-        value = masked_weight(weight, self.update, self.noise, self.kind, self.probability, self.generator)
+        if self._step_ref is not None:
+            value = self._step_ref()
+            if value is None:  # freed by backward, read again in the same step: the same draws again
+                generator = torch.Generator(device=self.generator.device).set_state(self._step_state)
+                value = self._masked(weight, generator)
+                self._step_weight, self._read_again = value, True
+            return value
+        draw_from = self.generator.get_state() if self.caching and self.generator is not None else None
+        value = self._masked(weight, self.generator)
+        if self.caching:
+            if draw_from is None or self._read_again:
+                self._step_weight = value
+            else:
+                self._step_ref, self._step_state = weakref.ref(value), draw_from
+        return value
+
+    def _masked(self, weight: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        """``w + n * M(u, n)`` with draws from ``generator``; fixed rows keep the weight."""
+        value = masked_weight(weight, self.update, self.noise, self.kind, self.probability, generator)
         if self.fixed_rows is not None:  # in place: the masked weight's backward saves nothing
             value.index_copy_(0, self.fixed_rows, weight.index_select(0, self.fixed_rows))
-        if self.caching:
-            self._step_weight = value
         return value
+
+    def forget_step(self) -> None:
+        """Drop the step's weight; the next read draws afresh."""
+        self._step_weight = self._step_ref = self._step_state = None
 
 
 def masked_parametrizations(model: nn.Module) -> dict[str, MaskedNoise]:
@@ -173,14 +202,14 @@ def begin_mask_step(model: nn.Module) -> None:
     """Start a training step: each masked weight is drawn once, at its first read, until ``end_mask_step``."""
     for parametrization in masked_parametrizations(model).values():
         parametrization.caching = True
-        parametrization._step_weight = None
+        parametrization.forget_step()
 
 
 def end_mask_step(model: nn.Module) -> None:
     """End a training step: forget the step's masked weights; later reads draw afresh."""
     for parametrization in masked_parametrizations(model).values():
         parametrization.caching = False
-        parametrization._step_weight = None
+        parametrization.forget_step()
 
 
 def set_mask_probability(model: nn.Module, probability: float) -> None:
