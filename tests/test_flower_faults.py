@@ -81,7 +81,9 @@ def test_a_restarted_serverapp_resumes_from_its_checkpoint_with_the_same_model(
     federation.start_insecure(supernodes=3)
     output_dir = tmp_path / "run"
     overrides = f"{TINY} train.rounds=3 output_dir={output_dir}"
-    first = federation.submit(APP_DIR, {"overrides": overrides})
+    # A stopped ServerApp may still be waiting on replies and the SuperLink starts the next run after it
+    # exits: a short reply-timeout keeps that wait well inside the second run's.
+    first = federation.submit(APP_DIR, {"overrides": overrides, "reply-timeout": 60.0})
     checkpoint, deadline = output_dir / "checkpoint.pt", time.monotonic() + 240
     while not checkpoint.is_file():
         assert time.monotonic() < deadline, federation.logs(first)
