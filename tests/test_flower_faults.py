@@ -11,7 +11,10 @@ import pytest
 
 pytest.importorskip("flwr", reason="the flower extra is not installed: pip install -e '.[flower]'")
 
+from filelock import FileLock  # noqa: E402
+
 from fedmrn_pl.flower import APP_DIR  # noqa: E402
+from fedmrn_pl.run_directory import LOCK_NAME  # noqa: E402
 from tests.test_flower import TINY, Federation, reference_sha, running_federation  # noqa: E402
 
 pytestmark = pytest.mark.slow
@@ -92,6 +95,9 @@ def test_a_restarted_serverapp_resumes_from_its_checkpoint_with_the_same_model(
     while not federation.status(first).startswith("finished"):
         time.sleep(1)
     assert federation.status(first) == "finished:stopped"
+    # The stopped ServerApp may still be writing what it keeps; it holds the run directory's lock until it exits.
+    with FileLock(output_dir / LOCK_NAME, timeout=180):
+        pass
     metrics_file = output_dir / "metrics.json"
     metrics_file.unlink(missing_ok=True)
     second = federation.submit(APP_DIR, {"overrides": overrides, "resume": True})
