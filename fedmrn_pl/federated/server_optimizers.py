@@ -19,6 +19,7 @@ are float32 tensors, checkpointed with the run (``state_dict``).
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping
 
 import torch
@@ -72,7 +73,7 @@ class PlainUpdate(ServerOptimizer):
     """``x <- x_agg``: the strategy's aggregate is the next model (FedAvg, FedMRN as published)."""
 
 
-class _Moments(ServerOptimizer):
+class _Moments(ServerOptimizer, ABC):
     """An optimizer with per-tensor float32 moments, created at its first step."""
 
     moments: tuple[str, ...] = ()
@@ -90,14 +91,14 @@ class _Moments(ServerOptimizer):
     def step(self, previous: Mapping[str, torch.Tensor], aggregated: State) -> State:
         result = dict(aggregated)
         for name in self.names:
-            old = previous[name]
-            delta = aggregated[name].to(torch.float32) - old.to(torch.float32)
-            moved = self._move(name, delta)
-            result[name] = (old.to(torch.float32) + moved).to(old.dtype)
+            old = previous[name].to(torch.float32)
+            moved = self._move(name, aggregated[name].to(torch.float32) - old)
+            result[name] = (old + moved).to(previous[name].dtype)
         return result
 
+    @abstractmethod
     def _move(self, name: str, delta: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
+        """The step added to tensor ``name`` for pseudo-gradient ``delta`` (updating the moments)."""
 
     def _moment(self, kind: str, name: str, like: torch.Tensor, start: float = 0.0) -> torch.Tensor:
         tensors = self.state.setdefault(kind, {})
@@ -188,8 +189,9 @@ class _Adaptive(_Moments):
         self._second_moment(v, delta * delta)
         return self.lr * m / (v.sqrt() + self.tau)
 
+    @abstractmethod
     def _second_moment(self, v: torch.Tensor, squared: torch.Tensor) -> None:
-        raise NotImplementedError
+        """Update the second moment ``v`` in place from ``delta ** 2``."""
 
 
 class FedAdagrad(_Adaptive):
