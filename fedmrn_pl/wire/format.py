@@ -14,24 +14,22 @@ import dataclasses
 import operator
 from collections.abc import Mapping, Sequence
 
-import numpy as np
 import torch
 
-from fedmrn_pl.compressed import SignScale, Sparse
+from fedmrn_pl.compressed import CompressedTensor
 from fedmrn_pl.update import ClientUpdate, DenseDtype
-from fedmrn_pl.wire.bits import count_packed_ones, pack_bits, unpack_bits
+from fedmrn_pl.wire.choices import MaskEncoding
+from fedmrn_pl.wire.dense_coding import DenseEncoding, check_deflated, deflate_planes, inflate_planes
+from fedmrn_pl.wire.encodings import DENSE, DENSE_DTYPES, ENCODINGS, MASK, ROLES, BodyContext, Encoding, dtype_name
 from fedmrn_pl.wire.errors import PayloadError
 from fedmrn_pl.wire.layout import (
     CHECKSUM_SIZE,
-    COMPRESSED_ENCODINGS,
     DEFLATED,
-    ENCODING_CODES,
     ENCODING_NDIM,
     FORMAT_VERSION,
     HEADER,
     HEADER_SIZE,
     MAGIC,
-    MASK_ENCODINGS,
     MASK_EXTRAS,
     MASK_KIND_CODES,
     MAX_NAME_BYTES,
@@ -39,36 +37,14 @@ from fedmrn_pl.wire.layout import (
     MAX_NUMEL,
     NAME_LEN,
     NOISE_FAMILY_CODES,
-    TORCH_DTYPES,
     UINT64,
     UINT64_LIMIT,
     UNUSED_NOISE,
-    WIRE_NUMPY_DTYPES,
-    body_size,
     checksum,
-    dtype_name,
     extent,
 )
-from fedmrn_pl.wire.choices import MaskEncoding
-from fedmrn_pl.wire.context_coding import noise_context_chunks, noise_contexts, uses_contexts
-from fedmrn_pl.wire.dense_coding import DenseEncoding, check_deflated, deflate_planes, inflate_planes
-from fedmrn_pl.wire.mask_coding import (
-    MAX_ELEMENTS_PER_BYTE,
-    count_mask_ones,
-    count_ones_in_contexts,
-    decode_in_contexts,
-    decode_mask,
-    encode_in_contexts,
-    encode_mask,
-)
+from fedmrn_pl.wire.mask_coding import MAX_ELEMENTS_PER_BYTE
 from fedmrn_pl.wire.parse import Header, ManifestEntry, ParsedPayload, parse_payload
-from fedmrn_pl.wire.value_coding import (
-    check_sign_scale,
-    decode_sign_scale,
-    decode_sparse,
-    encode_sign_scale,
-    encode_sparse,
-)
 
 __all__ = [
     "DenseEncoding",
@@ -81,10 +57,10 @@ __all__ = [
     "expected_manifest",
 ]
 
-ROLES = ("mask", "dense", "sign_scale", "sparse")
-
-
 DEFAULT_MAX_BYTES = 1 << 31  # the largest payload a server reads unless told otherwise
+_MASK_FORMS = tuple(encoding for encoding in ENCODINGS.values() if encoding.role == MASK)  # packed first: wins ties
+_COMPRESSED_FORMS = tuple(encoding for encoding in ENCODINGS.values() if encoding.value_type is not None)
+_DENSE_TORCH_DTYPES = {encoding.dtype for encoding in ENCODINGS.values() if encoding.role == DENSE}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -173,24 +149,24 @@ def encode_update(
             f"update.noise is {update.noise}, expected {UNUSED_NOISE}: an update without masks (mask kind 'none') "
             "selects from no noise, and its payload carries the unused noise"
         )
-    shapes = {name: tuple(t.shape) for name, t in {**update.masks, **update.dense}.items()}
-    shapes.update({name: _compressed_shape(t) for name, t in update.compressed.items()})
-    names = sorted(shapes, key=_name_bytes)  # UTF-8 byte order, what the reader checks
+    values = {**update.masks, **update.dense, **update.compressed}
+    names = sorted(values, key=_name_bytes)  # UTF-8 byte order, what the reader checks
     manifest, bodies = [], []
     for name in names:
-        deflated = False
         if name in update.masks:
             encoding, body = _mask_body(update, name, mask_encoding)
         elif name in update.compressed:
-            encoding, body = _compressed_body(update.compressed[name])
+            encoding, body = _compressed_body(update, name)
         else:
-            encoding, body = _dense_body(name, update.dense[name], dense_dtype)
-            if deflate and body:
-                coded = deflate_planes(body, TORCH_DTYPES[encoding].itemsize)
-                deflated = len(coded) < len(body)
-                body = coded if deflated else body
-        extras = _mask_extras(update, name) if name in update.masks else b""
-        manifest.append(_manifest_entry(name, encoding, shapes[name], len(body), deflated) + extras)
+            encoding, body = _dense_body(update, name, dense_dtype)
+        deflated = False
+        if deflate and encoding.dtype is not None and body:
+            coded = deflate_planes(body, encoding.dtype.itemsize)
+            deflated = len(coded) < len(body)
+            body = coded if deflated else body
+        extras = _mask_extras(update, name) if encoding.role == MASK else b""
+        shape = encoding.shape_of(values[name])
+        manifest.append(_manifest_entry(name, encoding, shape, len(body), deflated) + extras)
         bodies.append(body)
     manifest_bytes = b"".join(manifest)
     header = HEADER.pack(
@@ -246,7 +222,7 @@ def _name_bytes(name: str) -> bytes:
     return raw
 
 
-def _manifest_entry(name: str, encoding: str, shape: tuple[int, ...], size: int, deflated: bool = False) -> bytes:
+def _manifest_entry(name: str, encoding: Encoding, shape: tuple[int, ...], size: int, deflated: bool) -> bytes:
     """One manifest entry's bytes."""
     if len(shape) > MAX_NDIM:
         raise ValueError(f"tensor {name!r} has {len(shape)} dims, the wire format allows at most {MAX_NDIM}")
@@ -256,52 +232,43 @@ def _manifest_entry(name: str, encoding: str, shape: tuple[int, ...], size: int,
     return b"".join([
         NAME_LEN.pack(len(raw)),
         raw,
-        ENCODING_NDIM.pack(ENCODING_CODES[encoding] | (DEFLATED if deflated else 0), len(shape)),
+        ENCODING_NDIM.pack(encoding.code | (DEFLATED if deflated else 0), len(shape)),
         *(UINT64.pack(dim) for dim in shape),
         UINT64.pack(size),
     ])  # fmt: skip
 
 
-def _mask_body(update: ClientUpdate, name: str, mask_encoding: str) -> tuple[str, bytes]:
-    """``(encoding, body)`` of one mask: coded only when strictly shorter, so the choice is canonical.
+def _mask_body(update: ClientUpdate, name: str, mask_encoding: str) -> tuple[Encoding, bytes]:
+    """``(encoding, body)`` of one mask: the shortest form offered, packed on a tie, so the choice is canonical.
 
-    Over uniform noise the coded form is the noise-context one, otherwise per-kernel phases:
-    the header decides which, so the reader can check it.
+    Packed is always offered; ``"coded"`` offers too the coded form that fits the header's noise
+    (per noise context over uniform noise, per kernel position otherwise), so the reader can check it.
     """
     mask = update.masks[name]
-    packed = pack_bits(mask)
-    if mask_encoding == "coded":
-        if uses_contexts(update.noise):
-            contexts = noise_contexts(update.seed, name, mask.shape, update.noise)
-            encoding, coded = "noise_coded_mask", encode_in_contexts(mask, contexts)
-        else:
-            encoding, coded = "coded_mask", encode_mask(mask)
-        if len(coded) < len(packed):
-            return encoding, coded
-    return "mask", packed
+    at = BodyContext(name, tuple(mask.shape), update.seed, update.noise)
+    offered = [encoding for encoding in _MASK_FORMS
+               if encoding.for_noise is None or (mask_encoding == "coded" and encoding.for_noise(update.noise))]
+    return min(((encoding, encoding.encode(mask, at)) for encoding in offered), key=lambda pair: len(pair[1]))
 
 
-def _compressed_shape(tensor: SignScale | Sparse) -> tuple[int, ...]:
-    """The manifest shape of a compressed tensor: its bits', or the dense tensor's the values belong to."""
-    return tuple(tensor.signs.shape) if isinstance(tensor, SignScale) else tensor.shape
+def _compressed_body(update: ClientUpdate, name: str) -> tuple[Encoding, bytes]:
+    """``(encoding, body)`` of a baseline's tensor: the encoding written for its dataclass."""
+    value = update.compressed[name]
+    for encoding in _COMPRESSED_FORMS:
+        if isinstance(value, encoding.value_type):
+            at = BodyContext(name, encoding.shape_of(value), update.seed, update.noise)
+            return encoding, encoding.encode(value, at)
+    kinds = " or ".join(encoding.value_type.__name__ for encoding in _COMPRESSED_FORMS)
+    raise TypeError(f"compressed tensors must be {kinds}, got {type(value).__name__}")
 
 
-def _compressed_body(tensor: SignScale | Sparse) -> tuple[str, bytes]:
-    """``(encoding, body)`` of a baseline's tensor."""
-    if isinstance(tensor, SignScale):
-        return "sign_scale", encode_sign_scale(tensor)
-    if isinstance(tensor, Sparse):
-        return "sparse", encode_sparse(tensor)
-    raise TypeError(f"compressed tensors must be SignScale or Sparse, got {type(tensor).__name__}")
-
-
-def _dense_body(name: str, tensor: torch.Tensor, dense_dtype: str | None) -> tuple[str, bytes]:
+def _dense_body(update: ClientUpdate, name: str, dense_dtype: str | None) -> tuple[Encoding, bytes]:
     """``(encoding, little-endian raw bytes)`` of one dense tensor."""
-    if tensor.dtype not in TORCH_DTYPES.values():
-        raise ValueError(f"dense tensor {name!r} has dtype {tensor.dtype}; the wire format sends {list(TORCH_DTYPES)}")
-    encoding = dense_dtype if dense_dtype and tensor.is_floating_point() else dtype_name(tensor.dtype)
-    array = tensor.detach().to("cpu", TORCH_DTYPES[encoding]).contiguous().numpy()
-    return encoding, array.astype(WIRE_NUMPY_DTYPES[encoding], copy=False).tobytes()
+    tensor = update.dense[name]
+    if tensor.dtype not in _DENSE_TORCH_DTYPES:
+        raise ValueError(f"dense tensor {name!r} has dtype {tensor.dtype}; the wire format sends {list(DENSE_DTYPES)}")
+    encoding = ENCODINGS[dense_dtype if dense_dtype and tensor.is_floating_point() else dtype_name(tensor.dtype)]
+    return encoding, encoding.encode(tensor, BodyContext(name, tuple(tensor.shape), update.seed, update.noise))
 
 
 # --------------------------------------------------------------------------- decode
@@ -343,12 +310,11 @@ def decode_update(
     if server_round is not None and header.server_round != server_round:
         when = "stale payload" if header.server_round < server_round else "wrong round: payload"
         raise PayloadError(f"{when}: round {header.server_round}, server is at round {server_round}")
-    masks = {e.name: _read_body(parsed, e) for e in parsed.entries if e.encoding in MASK_ENCODINGS}
-    compressed = {e.name: _read_compressed(parsed, e) for e in parsed.entries if e.encoding in COMPRESSED_ENCODINGS}
-    dense = {e.name: _read_body(parsed, e) for e in parsed.entries
-             if e.encoding not in MASK_ENCODINGS and e.encoding not in COMPRESSED_ENCODINGS}  # fmt: skip
+    masks, compressed, dense = read = ({}, {}, {})  # in this order, so the first error is describe_payload's too
+    for entry in sorted(parsed.entries, key=_decode_order):
+        read[_decode_order(entry)][entry.name] = _read_body(parsed, entry)
     try:
-        mask_entries = [e for e in parsed.entries if e.encoding in MASK_ENCODINGS]
+        mask_entries = [e for e in parsed.entries if e.role == MASK]
         return ClientUpdate(header.server_round, header.client_id, header.seed, header.mask_kind, header.noise,
                             header.num_examples, masks, dense, compressed,
                             noise_scales={e.name: e.noise_scale for e in mask_entries if e.noise_scale},
@@ -369,82 +335,46 @@ def _check_expected(entries: Sequence[ManifestEntry], expected: Mapping[str, Ten
         raise PayloadError(f"missing tensors {missing}: the server's model expects them")
     for name, entry in sent.items():
         spec = expected[name]
-        role = _role(entry.encoding)
+        role = entry.role
         if role != spec.role:
             raise PayloadError(f"tensor {name!r} is sent as {role} but the server expects {spec.role}")
         if entry.shape != spec.shape:
             raise PayloadError(f"tensor {name!r} has shape {entry.shape}, expected {spec.shape}")
-        if role == "dense" and spec.dtypes and entry.encoding not in spec.dtypes:
+        if role == DENSE and spec.dtypes and entry.encoding not in spec.dtypes:
             raise PayloadError(f"tensor {name!r} is sent as {entry.encoding}, the server accepts {list(spec.dtypes)}")
 
 
-def _role(encoding: str) -> str:
-    """The role (see :class:`TensorSpec`) a manifest encoding plays."""
-    if encoding in MASK_ENCODINGS:
-        return "mask"
-    return encoding if encoding in COMPRESSED_ENCODINGS else "dense"
+def _decode_order(entry: ManifestEntry) -> int:
+    """Masks are read first, then compressed tensors, then dense ones (0, 1, 2).
+
+    :func:`describe_payload` checks bodies in this order too, so both report the same first error.
+    """
+    return 0 if entry.role == MASK else 2 if entry.role == DENSE else 1
 
 
-def _read_compressed(parsed: ParsedPayload, entry: ManifestEntry) -> SignScale | Sparse:
-    """One baseline tensor out of the payload (its body length already checked)."""
+def _context(header: Header, entry: ManifestEntry) -> BodyContext:
+    """What a codec may need besides the body, from the payload's header and the tensor's entry."""
+    return BodyContext(entry.name, entry.shape, header.seed, header.noise)
+
+
+def _check_form(header: Header, encoding: Encoding) -> None:
+    """A coded mask must take the coded form the header's noise calls for (packed is always allowed)."""
+    if encoding.for_noise is not None and not encoding.for_noise(header.noise):
+        expected = " or ".join(form.name for form in _MASK_FORMS if form.for_noise and form.for_noise(header.noise))
+        raise PayloadError(f"is {encoding.name} but masks over {header.noise.family} noise are sent as {expected}")
+
+
+def _read_body(parsed: ParsedPayload, entry: ManifestEntry) -> torch.Tensor | CompressedTensor:
+    """Decode one tensor body into a value that owns its memory (its length already checked)."""
+    encoding = ENCODINGS[entry.encoding]
     body = parsed.view[entry.offset : entry.offset + entry.size]
     try:
-        if entry.encoding == "sign_scale":
-            return decode_sign_scale(body, entry.shape)
-        return decode_sparse(body, entry.shape)
+        _check_form(parsed.header, encoding)
+        if entry.deflated:
+            body = inflate_planes(body, encoding.dtype.itemsize, encoding.raw_size(entry.shape))
+        return encoding.decode(body, _context(parsed.header, entry))
     except PayloadError as err:
         raise PayloadError(f"tensor {entry.name!r}: {err}") from err
-
-
-def _read_mask(header: Header, entry: ManifestEntry, body: memoryview) -> torch.Tensor:
-    """Decode one mask body; its coded form must be the one the header's noise calls for."""
-    _check_mask_form(header, entry)
-    if entry.encoding == "mask":
-        return unpack_bits(body, entry.shape)
-    if entry.encoding == "coded_mask":
-        return decode_mask(body, entry.shape)
-    return decode_in_contexts(
-        body, entry.shape, lambda: noise_contexts(header.seed, entry.name, entry.shape, header.noise)
-    )
-
-
-def _count_mask_ones(header: Header, entry: ManifestEntry, body: memoryview) -> int:
-    """The ones of one mask body, checked as :func:`_read_mask` checks it, in memory that does not grow with it."""
-    _check_mask_form(header, entry)
-    if entry.encoding == "mask":
-        return count_packed_ones(body, entry.shape)
-    if entry.encoding == "coded_mask":
-        return count_mask_ones(body, entry.shape)
-    return count_ones_in_contexts(
-        body, entry.shape, lambda: noise_context_chunks(header.seed, entry.name, entry.shape, header.noise)
-    )
-
-
-def _check_mask_form(header: Header, entry: ManifestEntry) -> None:
-    """A coded mask must take the coded form the header's noise calls for (packed is always allowed)."""
-    expected = "noise_coded_mask" if uses_contexts(header.noise) else "coded_mask"
-    if entry.encoding not in ("mask", expected):
-        raise PayloadError(f"is {entry.encoding} but masks over {header.noise.family} noise are sent as {expected}")
-
-
-def _read_body(parsed: ParsedPayload, entry: ManifestEntry) -> torch.Tensor:
-    """Copy one tensor body out of the payload into a tensor that owns its memory."""
-    body = parsed.view[entry.offset : entry.offset + entry.size]
-    if entry.encoding in MASK_ENCODINGS:
-        try:
-            return _read_mask(parsed.header, entry, body)
-        except PayloadError as err:
-            raise PayloadError(f"tensor {entry.name!r}: {err}") from err
-    if entry.numel == 0:
-        return torch.empty(entry.shape, dtype=TORCH_DTYPES[entry.encoding])
-    if entry.deflated:
-        try:
-            body = inflate_planes(body, TORCH_DTYPES[entry.encoding].itemsize, body_size(entry.encoding, entry.shape))
-        except PayloadError as err:
-            raise PayloadError(f"tensor {entry.name!r}: {err}") from err
-    wire = np.frombuffer(body, dtype=WIRE_NUMPY_DTYPES[entry.encoding])
-    native = wire.astype(wire.dtype.newbyteorder("="))  # always a copy, native byte order
-    return torch.from_numpy(native).reshape(entry.shape)
 
 
 # --------------------------------------------------------------------------- inspect
@@ -485,7 +415,7 @@ def describe_payload(
     header = parsed.header
     _check_declared_elements(parsed, max_elements)
     ones = {entry.name: _check_body(parsed, entry) for entry in sorted(parsed.entries, key=_decode_order)}
-    masks = [entry for entry in parsed.entries if entry.encoding in MASK_ENCODINGS]
+    masks = [entry for entry in parsed.entries if entry.role == MASK]
     mask_numel = sum(entry.numel for entry in masks)
     return {
         "format_version": header.version,
@@ -508,7 +438,7 @@ def describe_payload(
 
 def _check_declared_elements(parsed: ParsedPayload, max_elements: int | None) -> None:
     """The elements the tensors declare (sparse zeros aside) against ``max_elements`` or the payload's size."""
-    declared = sum(entry.numel for entry in parsed.entries if entry.encoding != "sparse")
+    declared = sum(entry.numel for entry in parsed.entries if ENCODINGS[entry.encoding].counts_elements)
     size = len(parsed.view)
     limit = MAX_ELEMENTS_PER_BYTE * size if max_elements is None else max_elements
     if declared > limit:
@@ -520,26 +450,18 @@ def _check_declared_elements(parsed: ParsedPayload, max_elements: int | None) ->
         raise PayloadError(f"its tensors declare {declared} elements, more than max_elements={limit}")
 
 
-def _decode_order(entry: ManifestEntry) -> int:
-    """Bodies in :func:`decode_update`'s order (masks, compressed, dense): both report the same first error."""
-    return 0 if entry.encoding in MASK_ENCODINGS else 1 if entry.encoding in COMPRESSED_ENCODINGS else 2
-
-
 def _check_body(parsed: ParsedPayload, entry: ManifestEntry) -> int | None:
     """Run :func:`decode_update`'s checks on one body without holding its tensor; a mask's number of ones."""
+    encoding = ENCODINGS[entry.encoding]
     body = parsed.view[entry.offset : entry.offset + entry.size]
     try:
-        if entry.encoding in MASK_ENCODINGS:
-            return _count_mask_ones(parsed.header, entry, body)
-        if entry.encoding == "sign_scale":
-            check_sign_scale(body, entry.shape)
-        elif entry.encoding == "sparse":
-            decode_sparse(body, entry.shape)  # values and indices: a few times the body, never the dense tensor
-        elif entry.deflated and entry.numel:
-            check_deflated(body, body_size(entry.encoding, entry.shape))
+        _check_form(parsed.header, encoding)
+        if entry.deflated:  # dense values: any inflated bytes are valid ones
+            check_deflated(body, encoding.raw_size(entry.shape))
+            return None
+        return encoding.check(body, _context(parsed.header, entry))
     except PayloadError as err:
         raise PayloadError(f"tensor {entry.name!r}: {err}") from err
-    return None
 
 
 def _describe_tensor(entry: ManifestEntry, ones: int | None) -> dict:
@@ -552,7 +474,7 @@ def _describe_tensor(entry: ManifestEntry, ones: int | None) -> dict:
         "body_bytes": entry.size,
         "deflated": entry.deflated,
     }
-    if entry.encoding in MASK_ENCODINGS:
+    if entry.role == MASK:
         row["ones_fraction"] = ones / entry.numel if entry.numel else 0.0
         row["bits_per_element"] = 8 * entry.size / entry.numel if entry.numel else 0.0
         row["noise_scale"] = entry.noise_scale

@@ -19,7 +19,8 @@ A payload is four sections, every integer little-endian::
                                  (see ``value_coding.py``)
     checksum  CHECKSUM_SIZE bytes of BLAKE2b over everything before it
 
-The codes below are part of the format: never renumber them, only append.
+The encoding codes (``encodings.py``, one record per encoding) are part of the format:
+never renumber them, only append.
 
 Version 2 added the ``coded_mask`` encoding (code 4). A coded body is sent only when it
 is shorter than the packed one, so its length is checked to lie in
@@ -71,19 +72,16 @@ import torch
 
 from fedmrn_pl.update import NoiseSpec
 from fedmrn_pl.wire.bits import packed_size
+from fedmrn_pl.wire.encodings import ENCODINGS, dtype_name
 
 __all__ = [
     "CHECKSUM_SIZE",
-    "DENSE_DTYPES",
     "FORMAT_VERSION",
     "HEADER_SIZE",
     "MAGIC",
     "MAX_NDIM",
-    "COMPRESSED_ENCODINGS",
-    "MASK_ENCODINGS",
     "MAX_NUMEL",
     "UNUSED_NOISE",
-    "body_size",
     "manifest_size",
     "payload_size",
 ]
@@ -105,24 +103,8 @@ MASK_EXTRAS = struct.Struct("<ff")  # a mask entry's noise scale and update RMS
 
 MASK_KIND_CODES = {"binary": 0, "signed": 1, "none": 2}
 NOISE_FAMILY_CODES = {"uniform": 0, "gauss": 1, "bernoulli": 2}
-ENCODING_CODES = {"mask": 0, "float32": 1, "float16": 2, "int64": 3, "coded_mask": 4, "sign_scale": 5, "sparse": 6,
-                  "noise_coded_mask": 7}
 UNUSED_NOISE = NoiseSpec()  # the header noise of an update whose masks select from none (dense, baselines, FedPM)
 DEFLATED = 0x80  # encoding-byte flag of a deflated dense body; not an encoding of its own
-MASK_ENCODINGS = ("mask", "coded_mask", "noise_coded_mask")  # a mask: packed, entropy-coded, coded by noise
-COMPRESSED_ENCODINGS = ("sign_scale", "sparse")  # the baselines' tensors (``fedmrn_pl.compressed``)
-
-# dense encodings: wire numpy dtype (always little-endian) and in-memory torch dtype
-WIRE_NUMPY_DTYPES = {"float32": "<f4", "float16": "<f2", "int64": "<i8"}
-TORCH_DTYPES = {"float32": torch.float32, "float16": torch.float16, "int64": torch.int64}
-DENSE_DTYPES = tuple(TORCH_DTYPES)
-_ITEMSIZES = {"float32": 4, "float16": 2, "int64": 8}
-
-
-def body_size(encoding: str, shape: Sequence[int]) -> int:
-    """Bytes of one packed-mask or dense body: ``ceil(numel / 8)`` for masks, ``numel * itemsize`` else."""
-    numel = math.prod(shape)
-    return packed_size(numel) if encoding == "mask" else numel * _ITEMSIZES[encoding]
 
 
 def extent(shape: Sequence[int]) -> int:
@@ -162,19 +144,11 @@ def payload_size(
     Returns:
         Header + manifest + bodies + checksum bytes.
     """
-    dense_encodings = {name: (shape, dtype_name(dtype)) for name, (shape, dtype) in dense.items()}
+    dense_encodings = {name: (shape, ENCODINGS[dtype_name(dtype)]) for name, (shape, dtype) in dense.items()}
     shapes = {**dict(masks), **{name: shape for name, (shape, _) in dense_encodings.items()}}
-    bodies = sum(body_size("mask", shape) for shape in masks.values())
-    bodies += sum(body_size(encoding, shape) for shape, encoding in dense_encodings.values())
+    bodies = sum(packed_size(math.prod(shape)) for shape in masks.values())
+    bodies += sum(encoding.raw_size(shape) for shape, encoding in dense_encodings.values())
     return HEADER_SIZE + manifest_size(shapes, list(masks)) + bodies + CHECKSUM_SIZE
-
-
-def dtype_name(dtype: str | torch.dtype) -> str:
-    """``"float32"`` for ``torch.float32`` or ``"float32"``; ValueError if not a dense wire dtype."""
-    name = str(dtype).removeprefix("torch.")
-    if name not in TORCH_DTYPES:
-        raise ValueError(f"dense dtype {dtype!r} cannot be sent; choose one of {list(DENSE_DTYPES)}")
-    return name
 
 
 def checksum(data: bytes | memoryview) -> bytes:

@@ -13,18 +13,17 @@ import struct
 from dataclasses import dataclass
 
 from fedmrn_pl.update import NoiseSpec
+from fedmrn_pl.wire.dense_coding import MAX_DEFLATE_RATIO
+from fedmrn_pl.wire.encodings import ENCODINGS, MASK, Encoding
 from fedmrn_pl.wire.errors import PayloadError
 from fedmrn_pl.wire.layout import (
     CHECKSUM_SIZE,
-    COMPRESSED_ENCODINGS,
     DEFLATED,
-    ENCODING_CODES,
     ENCODING_NDIM,
     FORMAT_VERSION,
     HEADER,
     HEADER_SIZE,
     MAGIC,
-    MASK_ENCODINGS,
     MASK_EXTRAS,
     MASK_KIND_CODES,
     MAX_NDIM,
@@ -33,20 +32,16 @@ from fedmrn_pl.wire.layout import (
     NOISE_FAMILY_CODES,
     UINT64,
     UNUSED_NOISE,
-    body_size,
     checksum,
     extent,
 )
-from fedmrn_pl.wire.dense_coding import MAX_DEFLATE_RATIO
-from fedmrn_pl.wire.mask_coding import MAX_SYMBOLS_PER_BYTE, coded_overhead, context_overhead
-from fedmrn_pl.wire.value_coding import sign_scale_size, sparse_count
 
 __all__ = ["Header", "ManifestEntry", "ParsedPayload", "parse_payload"]
 
 _VERSION = struct.Struct("<H")
 _MASK_KINDS = {code: kind for kind, code in MASK_KIND_CODES.items()}
 _NOISE_FAMILIES = {code: family for family, code in NOISE_FAMILY_CODES.items()}
-_ENCODINGS = {code: encoding for encoding, code in ENCODING_CODES.items()}
+_ENCODING_NAMES = {encoding.code: name for name, encoding in ENCODINGS.items()}
 
 
 @dataclass(frozen=True)
@@ -69,7 +64,7 @@ class ManifestEntry:
     """One tensor's manifest entry and where its body lies in the payload."""
 
     name: str
-    encoding: str  # "mask" (packed), "coded_mask", "sign_scale", "sparse" or a dense dtype name
+    encoding: str  # a name in ``ENCODINGS`` ("mask" is packed; "float32" ... are dense)
     shape: tuple[int, ...]
     offset: int
     size: int
@@ -81,6 +76,11 @@ class ManifestEntry:
     def numel(self) -> int:
         """Number of elements."""
         return math.prod(self.shape)
+
+    @property
+    def role(self) -> str:
+        """What the tensor is to the server: its encoding's role (``"mask"``, ``"dense"``, a compressed kind)."""
+        return ENCODINGS[self.encoding].role
 
 
 @dataclass(frozen=True)
@@ -142,8 +142,8 @@ def parse_payload(payload: bytes | bytearray | memoryview, max_bytes: int) -> Pa
     manifest = _Reader(view, HEADER_SIZE, manifest_end, "manifest")
     entries = _parse_manifest(manifest, header.tensor_count, body_start=manifest_end)
     _check_bodies_fit(entries, manifest_end, bodies_end)
-    if header.mask_kind == "none" and any(e.encoding in MASK_ENCODINGS for e in entries):
-        masked = [e.name for e in entries if e.encoding in MASK_ENCODINGS]
+    if header.mask_kind == "none" and any(e.role == MASK for e in entries):
+        masked = [e.name for e in entries if e.role == MASK]
         raise PayloadError(f"mask kind 'none' (dense update) cannot carry mask tensors {masked}")
     if header.mask_kind == "none":
         _check_unused_noise(header.noise)
@@ -205,9 +205,9 @@ def _parse_manifest(reader: _Reader, count: int, body_start: int) -> tuple[Manif
         raw_name, name = _read_name(reader, index, previous)
         flagged_code, ndim = reader.unpack(ENCODING_NDIM, f"tensor {name!r} encoding and ndim")
         encoding_code, deflated = flagged_code & ~DEFLATED, bool(flagged_code & DEFLATED)
-        if encoding_code not in _ENCODINGS:
+        if encoding_code not in _ENCODING_NAMES:
             raise PayloadError(
-                f"tensor {name!r} has unknown encoding code {flagged_code}; expected one of {_ENCODINGS}"
+                f"tensor {name!r} has unknown encoding code {flagged_code}; expected one of {_ENCODING_NAMES}"
                 f" (+{DEFLATED} for a deflated dense body)"
             )
         if ndim > MAX_NDIM:
@@ -216,12 +216,13 @@ def _parse_manifest(reader: _Reader, count: int, body_start: int) -> tuple[Manif
         if extent(shape) > MAX_NUMEL:
             raise PayloadError(f"tensor {name!r} has shape {shape}, larger than the limit of {MAX_NUMEL} elements")
         (size,) = reader.unpack(UINT64, f"tensor {name!r} body length")
-        encoding = _ENCODINGS[encoding_code]
-        if deflated and (encoding in MASK_ENCODINGS or encoding in COMPRESSED_ENCODINGS):
-            raise PayloadError(f"tensor {name!r} is a {encoding} marked deflated; only dense bodies can be deflated")
-        _check_body_size(name, encoding, shape, size, deflated)
+        encoding = ENCODINGS[_ENCODING_NAMES[encoding_code]]
+        if deflated:
+            _check_deflated_size(name, encoding, shape, size)
+        else:
+            encoding.check_size(name, shape, size)
         scale = rms = None
-        if encoding in MASK_ENCODINGS:
+        if encoding.role == MASK:
             scale, rms = reader.unpack(MASK_EXTRAS, f"tensor {name!r} noise scale and update RMS")
             if not (math.isfinite(scale) and scale >= 0) or math.copysign(1.0, scale) < 0:
                 raise PayloadError(
@@ -229,7 +230,7 @@ def _parse_manifest(reader: _Reader, count: int, body_start: int) -> tuple[Manif
                 )
             if not (math.isfinite(rms) and rms >= 0):
                 raise PayloadError(f"tensor {name!r} update RMS is {rms!r}, expected a finite number >= 0")
-        entries.append(ManifestEntry(name, encoding, shape, offset, size, deflated, scale, rms))
+        entries.append(ManifestEntry(name, encoding.name, shape, offset, size, deflated, scale, rms))
         previous, offset = raw_name, offset + size
     if reader.pos != reader.end:
         raise PayloadError(
@@ -238,55 +239,16 @@ def _parse_manifest(reader: _Reader, count: int, body_start: int) -> tuple[Manif
     return tuple(entries)
 
 
-def _check_body_size(name: str, encoding: str, shape: tuple[int, ...], size: int, deflated: bool = False) -> None:
-    """A body's declared length against its shape: exact, or for a coded mask (deflated dense body) shorter than packed (raw).
-
-    A coded body may legitimately be ~200x smaller than its packed mask; one claiming more
-    than MAX_SYMBOLS_PER_BYTE packed bytes per body byte is refused before it is decoded.
-    A deflated body can be at most MAX_DEFLATE_RATIO times smaller than its raw bytes.
-    """
-    if deflated:
-        raw = body_size(encoding, shape)
-        low = -(-raw // MAX_DEFLATE_RATIO)
-        if not 1 <= low <= size < raw:
-            raise PayloadError(
-                f"tensor {name!r} deflated body length is {size} bytes, expected at least {max(low, 1)} and fewer "
-                f"than the {raw} raw bytes of shape {shape} as {encoding} (a body is only deflated when that is shorter)"
-            )
-        return
-    if encoding in COMPRESSED_ENCODINGS:
-        _check_compressed_size(name, encoding, shape, size)
-        return
-    if encoding not in ("coded_mask", "noise_coded_mask"):
-        if size != body_size(encoding, shape):
-            raise PayloadError(
-                f"tensor {name!r} body length is {size} bytes, expected {body_size(encoding, shape)} "
-                f"for shape {shape} encoded as {encoding}"
-            )
-        return
-    packed = body_size("mask", shape)
-    overhead = coded_overhead(shape) if encoding == "coded_mask" else context_overhead(shape)
-    low = max(overhead, -(-packed // MAX_SYMBOLS_PER_BYTE))
-    if not low <= size < packed:
+def _check_deflated_size(name: str, encoding: Encoding, shape: tuple[int, ...], size: int) -> None:
+    """A deflated body: of a dense encoding, shorter than its raw bytes, and at most MAX_DEFLATE_RATIO times shorter."""
+    if encoding.dtype is None:
+        raise PayloadError(f"tensor {name!r} is a {encoding.name} marked deflated; only dense bodies can be deflated")
+    raw = encoding.raw_size(shape)
+    low = -(-raw // MAX_DEFLATE_RATIO)
+    if not 1 <= low <= size < raw:
         raise PayloadError(
-            f"tensor {name!r} coded mask body length is {size} bytes, expected at least {low} and fewer than "
-            f"the {packed} bytes of packing shape {shape} (a mask is only coded when that is shorter)"
-        )
-
-
-def _check_compressed_size(name: str, encoding: str, shape: tuple[int, ...], size: int) -> None:
-    """``sign_scale``: exactly scale + packed bits; ``sparse``: a length that some value count gives."""
-    numel = math.prod(shape)
-    if encoding == "sign_scale":
-        if size != sign_scale_size(numel):
-            raise PayloadError(
-                f"tensor {name!r} body length is {size} bytes, expected {sign_scale_size(numel)} "
-                f"(float32 scale + packed signs) for shape {shape}"
-            )
-    elif sparse_count(size, numel) is None:
-        raise PayloadError(
-            f"tensor {name!r} sparse body length {size} bytes matches no count of float32 values and "
-            f"indices for shape {shape}"
+            f"tensor {name!r} deflated body length is {size} bytes, expected at least {max(low, 1)} and fewer than "
+            f"the {raw} raw bytes of shape {shape} as {encoding.name} (a body is only deflated when that is shorter)"
         )
 
 
