@@ -20,6 +20,7 @@ _EXPORTS = {
         "RoundMetricsLogger": "lightning_logger",
         "RunArtifacts": "run_artifacts",
         "SeedSync": "seed_sync",
+        "UpdateTransform": "base",
         "WandbLogger": "wandb_logger",
         "WandbMode": "choices",
         "load_checkpoint": "checkpoint",

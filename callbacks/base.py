@@ -11,6 +11,7 @@ Callbacks see the trainer through :class:`FederatedRun`, the part of
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 import torch
@@ -21,7 +22,7 @@ from fedmrn_pl.client_states import ClientStateStore
 from fedmrn_pl.monitor import Monitor
 from fedmrn_pl.wire import TensorSpec
 
-__all__ = ["FederatedCallback", "FederatedRun"]
+__all__ = ["FederatedCallback", "FederatedRun", "UpdateTransform"]
 
 
 class FederatedRun(Protocol):
@@ -101,3 +102,20 @@ class FederatedCallback:
 
     def check_client_state(self, trainer: FederatedRun, client_id: int, state: bytes) -> None:
         """Called on resume with each stored client state, if ``keeps_client_state``: raise ValueError if it is damaged."""
+
+    def configure_local_callbacks(self) -> Sequence[Any]:
+        """Lightning callbacks to add to every local ``lightning.Trainer`` of this process (client fits and evaluation).
+
+        As a LightningModule's ``configure_callbacks``: a method declares the callbacks its
+        local training needs, and the trainer adds them, so nobody passes them by hand.
+        """
+        return ()
+
+
+class UpdateTransform(FederatedCallback):
+    """A method's client-side transform of the update (compression, FedPM's sampled masks).
+
+    The trainer runs these after every other client hook and right before ``MaskPacking``
+    encodes the update, in the order given, wherever the caller listed them: a user's hook
+    always sees the trained weights, and the wire always gets what the method uploads.
+    """

@@ -55,12 +55,18 @@ FALLBACK_DOCS = {
 
 
 def config_sections() -> list[tuple[str, type]]:
-    """``(prefix, dataclass)`` for the top level and each section of ``ExperimentConfig``."""
+    """``(prefix, dataclass)`` for the top level, each section of ``ExperimentConfig`` and each method's settings."""
     from fedmrn_pl.config import ExperimentConfig
+
+    from fedmrn_pl.methods import registered_methods
 
     hints = typing.get_type_hints(ExperimentConfig)
     sections = [("", ExperimentConfig)]
-    sections += [(f.name, hints[f.name]) for f in dataclasses.fields(ExperimentConfig) if dataclasses.is_dataclass(hints[f.name])]
+    for field in dataclasses.fields(ExperimentConfig):
+        if dataclasses.is_dataclass(hints[field.name]):
+            sections.append((field.name, hints[field.name]))
+        if field.name == "method":  # each method's own section, nested under its name
+            sections += [(f"method.{name}", m.settings) for name, m in registered_methods().items() if m.settings]
     return sections
 
 

@@ -13,6 +13,7 @@ The public API, kept small:
 * ``apply_masked_noise`` / ``remove_masked_noise`` put masked noise on any module.
 * ``encode_update`` / ``decode_update`` are the wire format; ``PayloadError`` its one error.
 * ``load_config`` / ``run_experiment`` drive runs from OmegaConf YAML.
+* ``FederatedMethod`` / ``register_method`` add a method (``method.name=...``) from one file.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ _EXPORTS = {
     "FedMRN": "fedmrn_pl.federated",
     "FederatedDataModule": "fedmrn_pl.data",
     "FederatedDataset": "fedmrn_pl.data",
+    "FederatedMethod": "fedmrn_pl.methods",
     "FederatedTrainer": "fedmrn_pl.federated",
     "FitRequest": "fedmrn_pl.messages",
     "FitResult": "fedmrn_pl.messages",
@@ -49,6 +51,7 @@ _EXPORTS = {
     "encode_update": "fedmrn_pl.wire",
     "load_config": "fedmrn_pl.config",
     "load_dataset": "fedmrn_pl.data",
+    "register_method": "fedmrn_pl.methods",
     "remove_masked_noise": "fedmrn_pl.masking",
     "run_experiment": "fedmrn_pl.experiment",
 }
@@ -60,6 +63,7 @@ if TYPE_CHECKING:
     from fedmrn_pl.federated import EvaluationError, FedAvg, FederatedTrainer, FedMRN, Strategy
     from fedmrn_pl.masking import MaskingConfig, ParameterSelector, apply_masked_noise, remove_masked_noise
     from fedmrn_pl.messages import FitRequest, FitResult
+    from fedmrn_pl.methods import FederatedMethod, register_method
     from fedmrn_pl.models import build_model
     from fedmrn_pl.run_directory import RunDirectoryError
     from fedmrn_pl.task import ClassificationTask
@@ -81,6 +85,7 @@ __all__ = [
     "FedMRN",
     "FederatedDataModule",
     "FederatedDataset",
+    "FederatedMethod",
     "FederatedTrainer",
     "FitRequest",
     "FitResult",
@@ -97,6 +102,7 @@ __all__ = [
     "encode_update",
     "load_config",
     "load_dataset",
+    "register_method",
     "remove_masked_noise",
     "run_experiment",
 ]

@@ -141,13 +141,14 @@ def _kept(output_dir: Path, checkpoint_every: int, advice: str = "") -> str | No
 
 
 def _compare(args: argparse.Namespace) -> int:
-    from fedmrn_pl.compare import VARIANTS, compare, parse_compare_args
+    from fedmrn_pl.compare import compare, parse_compare_args
     from fedmrn_pl.config import ConfigError, load_config
+    from fedmrn_pl.methods.registry import compare_variants
 
     try:
         settings, overrides = parse_compare_args(args.overrides)
         for method in settings.methods:  # every method's config, checked before the training stack loads
-            load_config(args.config, [*overrides, *VARIANTS[method]])
+            load_config(args.config, [*overrides, *compare_variants()[method]])
     except (ConfigError, ValueError) as error:
         return _refuse(error)
     from fedmrn_pl.callbacks.checkpoint import CheckpointError
@@ -338,12 +339,13 @@ def _fit_epilog() -> str:
 
 def _compare_epilog() -> str:
     """``compare --help``'s reference: the methods it runs, each as the config overrides it applies."""
-    from fedmrn_pl.compare import VARIANTS
+    from fedmrn_pl.methods.registry import compare_variants
 
-    width = max(map(len, VARIANTS))
+    variants = compare_variants()
+    width = max(map(len, variants))
     return "\n".join([
         "methods (methods=[a,b,...]; default: all of them), each a set of config overrides:",
-        *(f"  {name:<{width}}  {' '.join(overrides)}" for name, overrides in VARIANTS.items()),
+        *(f"  {name:<{width}}  {' '.join(overrides)}" for name, overrides in variants.items()),
         "",
         "examples:",
         '  fedmrn-pl compare "methods=[fedmrn,fedavg,signsgd]" "seeds=[0,1,2]" train.rounds=20',

@@ -21,33 +21,12 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-__all__ = ["VARIANTS", "CompareSettings", "compare", "parse_compare_args", "summarise"]
+from fedmrn_pl.methods.registry import compare_variants
+
+__all__ = ["CompareSettings", "compare", "parse_compare_args", "summarise"]
 
 log = logging.getLogger(__name__)
 
-# Every method compare knows, as config overrides on top of the user's config.
-VARIANTS: dict[str, list[str]] = {
-    "fedavg": ["method.name=fedavg"],
-    "fedmrn": ["method.name=fedmrn", "method.mask=binary"],
-    "fedmrn_signed": ["method.name=fedmrn", "method.mask=signed"],
-    "fedmrn_sm": ["method.name=fedmrn", "method.mask=binary", "method.schedule=constant"],  # ablation: SM only
-    "fedmrn_cosine": ["method.name=fedmrn", "method.mask=binary", "method.schedule=cosine"],  # PSM, cosine
-    "fedmrn_det": ["method.name=fedmrn", "method.mask=binary", "method.mask_sampling=threshold"],  # ablation: uploaded mask thresholded
-    "fedmrn_gauss": ["method.name=fedmrn", "method.mask=binary", "method.noise=gauss"],
-    "fedmrn_bernoulli": ["method.name=fedmrn", "method.mask=binary", "method.noise=bernoulli"],
-    "fedmrn_avgm": ["method.name=fedmrn", "method.mask=binary", "server.optimizer=avgm"],  # server momentum 0.9, lr 1
-    "fedmrn_adam": ["method.name=fedmrn", "method.mask=binary", "server.optimizer=adam"],  # FedAdam, lr 0.01
-    "fedmrn_yogi": ["method.name=fedmrn", "method.mask=binary", "server.optimizer=yogi"],
-    "fedmrn_adagrad": ["method.name=fedmrn", "method.mask=binary", "server.optimizer=adagrad"],
-    "fedmrn_prox": ["method.name=fedmrn", "method.mask=binary", "train.proximal_mu=0.1"],  # FedProx's term on the masked weights
-    "signsgd": ["method.name=signsgd"],
-    "ef_signsgd": ["method.name=ef_signsgd"],
-    "stoch1bit": ["method.name=stoch1bit"],
-    "eden": ["method.name=eden"],
-    "topk": ["method.name=topk"],
-    "fedpm": ["method.name=fedpm"],
-    "fedpm_adam": ["method.name=fedpm", "method.fedpm_optimizer=adam"],  # the paper's score optimizer: Adam, lr 0.1
-}
 COLUMNS = (
     "method", "seeds", "final_acc_mean", "final_acc_std", "best_acc_mean", "best_acc_std", "uplink_mb",
     "bits_per_param", "rounds_to_target", "uplink_mb_to_target", "reached_target", "wall_seconds",
@@ -77,11 +56,12 @@ def parse_compare_args(items: Sequence[str]) -> tuple[CompareSettings, list[str]
             own[key] = OmegaConf.to_container(OmegaConf.from_dotlist([item]))[key]  # type: ignore[index]
         else:
             overrides.append(item)
-    methods = own.get("methods", list(VARIANTS))
+    variants = compare_variants()
+    methods = own.get("methods", list(variants))
     methods = [methods] if isinstance(methods, str) else list(methods)
-    unknown = [m for m in methods if m not in VARIANTS]
+    unknown = [m for m in methods if m not in variants]
     if unknown or not methods:
-        raise ValueError(f"methods={methods} is not valid: choose from {list(VARIANTS)}")
+        raise ValueError(f"methods={methods} is not valid: choose from {list(variants)}")
     seeds = own.get("seeds", [0])
     seeds = [seeds] if isinstance(seeds, int) else list(seeds)
     if not seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
@@ -110,11 +90,12 @@ def compare(config_path: str | Path | None, settings: CompareSettings, overrides
 
     base = load_config(config_path, list(overrides))
     output_dir = Path(base.output_dir)
+    variants = compare_variants()
     runs: dict[str, list[dict[str, Any]]] = {}
     for method in settings.methods:
         for seed in settings.seeds:
             where = run_dir(output_dir, method, seed)
-            layered = [*overrides, *VARIANTS[method], f"seed={seed}", f"output_dir={where}"]
+            layered = [*overrides, *variants[method], f"seed={seed}", f"output_dir={where}"]
             config = load_config(config_path, layered)
             summary = None if config.overwrite else _finished(where / METRICS_NAME, config)
             if summary is None:

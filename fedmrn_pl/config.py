@@ -17,7 +17,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, get_args, get_type_hints
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
 # Choice lists only, each from a torch-free module next to its owner: a config is read and
@@ -27,16 +27,16 @@ from fedmrn_pl.choices import Choice
 from fedmrn_pl.data.choices import DatasetName, PartitionName
 from fedmrn_pl.federated.choices import DownlinkMode, ServerOptimizerName
 from fedmrn_pl.masking.choices import MaskSampling, NoiseScale, Schedule
-from fedmrn_pl.methods.choices import Method, QuantNorm
-from fedmrn_pl.methods.fedpm_settings import FedPMEstimate, FedPMOptimizer, FedPMSettings
+from fedmrn_pl.methods.plugin import RunFacts
+from fedmrn_pl.methods.registry import get_method, method_names, registered_methods
 from fedmrn_pl.models.choices import InitScheme, ModelName
 from fedmrn_pl.monitor import STANDARD_MODES, MonitorMode
 from fedmrn_pl.update import DenseDtype, MaskKind, NoiseFamily
 from fedmrn_pl.wire.choices import DenseEncoding, MaskEncoding
 
 __all__ = [
-    "ConfigError", "ExperimentConfig", "Method", "bundled_config_path", "describe_keys", "load_config", "to_container",
-    "validate",
+    "ConfigError", "ExperimentConfig", "bundled_config_path", "config_schema", "describe_keys", "load_config", "method_settings",
+    "run_facts", "to_container", "validate",
 ]  # fmt: skip
 
 
@@ -71,9 +71,13 @@ class ModelConfig:
 
 @dataclass
 class MethodConfig:
-    """FedMRN masking (or the FedAvg baseline) and how dense tensors travel."""
+    """The federated method, FedMRN's masking, and how tensors travel.
 
-    name: Method = Method.fedmrn
+    Each registered method with settings of its own also has a section here under its
+    name (``method.topk.fraction``, ``method.fedpm.prior``), added by ``load_config``.
+    """
+
+    name: str = "fedmrn"  # a registered method: fedmrn, fedavg, signsgd, ... (fedmrn_pl.methods.method_names())
     mask: MaskKind = MaskKind.binary
     noise: NoiseFamily = NoiseFamily.uniform
     alpha: float | None = None  # noise magnitude (adaptive: round 1's); None: 0.01 binary / 0.005 signed
@@ -89,14 +93,7 @@ class MethodConfig:
     dense_sync_every: int = 10  # downlink=masks: a client that missed more rounds than this gets the dense model
     mask_include: list[str] = field(default_factory=list)  # name patterns always masked
     mask_exclude: list[str] = field(default_factory=list)  # name patterns never masked
-    topk_fraction: float = 0.01  # topk: fraction of each tensor's entries uploaded
-    quant_norm: QuantNorm = QuantNorm.linf  # stoch1bit: scale by max |delta| (linf) or ||delta||_2 (l2)
-    fedpm_prior: float = 1.0  # fedpm: lambda_0 of the Beta(lambda_0, lambda_0) prior of each mask probability
-    fedpm_estimate: FedPMEstimate = FedPMEstimate.mode  # fedpm: global theta = posterior mode (paper) or mean
-    fedpm_optimizer: FedPMOptimizer = FedPMOptimizer.task  # fedpm: scores trained by the task's optimizer or Adam (paper)
-    fedpm_lr: float = 0.1  # fedpm, optimizer=adam: Adam's learning rate on the score logits (the paper's 0.1)
-    fedpm_score_gain: float = 10.0  # fedpm, optimizer=task: theta = sigmoid(gain * u / |w_rand|)
-    fedpm_reset_every: int | None = None  # fedpm: rounds between posterior resets; null: ceil(num_clients / clients_per_round) (the paper's 1 / participation)
+
 
 
 @dataclass
@@ -195,7 +192,7 @@ def bundled_config_path(name: str = "default") -> Path:
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> DictConfig:
     """Merge the schema, a YAML file (default: the bundled default) and ``key=value`` overrides."""
-    schema = OmegaConf.structured(ExperimentConfig)
+    schema = config_schema()
     source = Path(path) if path is not None else bundled_config_path("default")
     if not source.is_file():
         raise ConfigError(f"config file {source} does not exist; bundled configs are in {bundled_config_path().parent}")
@@ -226,21 +223,54 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     return config
 
 
-HALF_PRECISIONS = ("16-true", "bf16-true")  # Lightning precisions that make every parameter half
+def config_schema() -> DictConfig:
+    """``ExperimentConfig`` plus a ``method.<name>`` section for each registered method with settings."""
+    schema = OmegaConf.structured(ExperimentConfig)
+    with open_dict(schema.method):
+        for method in registered_methods().values():
+            if method.settings is not None:
+                schema.method[method.name] = OmegaConf.structured(method.settings)
+    return schema
 
 
-def fedpm_reset_every(config: DictConfig) -> int:
-    """Rounds between FedPM's posterior resets: ``method.fedpm_reset_every``, else ``ceil(1 / participation)``."""
-    return config.method.fedpm_reset_every or math.ceil(config.data.num_clients / config.train.clients_per_round)
+def method_settings(config: DictConfig) -> Any:
+    """The configured method's settings (its dataclass, from ``method.<name>``), or None if it has none."""
+    method = get_method(config.method.name)
+    if method.settings is None:
+        return None
+    return OmegaConf.to_object(config.method[method.name])
 
 
-def fedpm_settings(config: DictConfig) -> FedPMSettings:
-    """FedPM's settings from ``method.fedpm_*``; the posterior resets every ``1 / participation`` rounds unless set."""
-    method = config.method
-    return FedPMSettings(
-        prior=method.fedpm_prior, reset_every=fedpm_reset_every(config), estimate=method.fedpm_estimate,
-        optimizer=method.fedpm_optimizer, lr=method.fedpm_lr, gain=method.fedpm_score_gain,
+def run_facts(config: DictConfig) -> RunFacts:
+    """What a method's checks and builder may read of the rest of the config."""
+    return RunFacts(
+        seed=config.seed, num_clients=config.data.num_clients, clients_per_round=config.train.clients_per_round,
+        precision=config.train.precision, downlink=str(config.method.downlink), server_optimizer=str(config.server.optimizer),
     )  # fmt: skip
+
+
+def _check_method(config: DictConfig) -> None:
+    """The method is registered, and its settings can work with this run (its own ``check``, then the shared rules)."""
+    try:
+        method = get_method(config.method.name)
+    except ValueError as error:
+        raise ConfigError(f"method.name: {error}") from None
+    settings, run = method_settings(config), run_facts(config)
+    if method.check is not None:
+        try:
+            method.check(settings, run)
+        except ValueError as error:
+            raise ConfigError(str(error)) from None
+    if config.method.downlink != DownlinkMode.dense and not method.can_replay(settings, run):
+        raise ConfigError(
+            f"method.downlink={config.method.downlink} is not valid with method.name={method.name}: clients cannot "
+            f"replay its aggregate from the round messages; use method.downlink=dense"
+        )
+    if config.server.optimizer != ServerOptimizerName.plain and not method.server_optimizer:
+        raise ConfigError(
+            f"server.optimizer={config.server.optimizer} is not valid with method.name={method.name}: its aggregate "
+            f"is not a model update a server optimizer can step; use server.optimizer=plain"
+        )
 
 
 def _check_resolvable(config: DictConfig) -> None:
@@ -286,11 +316,6 @@ def _check_server(config: DictConfig) -> None:
             raise ConfigError(f"server.{key}={server[key]} is not valid; it must be in [0, 1)")
     if not server.tau > 0:
         raise ConfigError(f"server.tau={server.tau} is not valid; it must be > 0")
-    if config.method.name == Method.fedpm:
-        raise ConfigError(
-            f"server.optimizer={server.optimizer} is not valid with method.name=fedpm: FedPM aggregates mask "
-            f"probabilities from Beta posteriors, not a model update; use server.optimizer=plain"
-        )
     if config.method.downlink == DownlinkMode.masks:
         raise ConfigError(
             f"server.optimizer={server.optimizer} is not valid with method.downlink=masks: clients replaying the round "
@@ -330,37 +355,10 @@ def validate(config: DictConfig) -> None:
         value = config.method[key]
         if not (math.isfinite(value) and value > 0):
             raise ConfigError(f"method.{key}={value} must be a finite number > 0 (defaults: scale_factor 5, scale_cap 2)")
-    for key in ("fedpm_score_gain", "fedpm_lr"):
-        if not config.method[key] > 0:
-            raise ConfigError(f"method.{key}={config.method[key]} is not valid; it must be > 0")
-    if not config.method.fedpm_prior > 0:
-        raise ConfigError(f"method.fedpm_prior={config.method.fedpm_prior} is not valid; it must be > 0")
-    fedpm = config.method.name == Method.fedpm
-    if fedpm and config.method.fedpm_optimizer == FedPMOptimizer.adam and config.train.precision in HALF_PRECISIONS:
-        raise ConfigError(
-            f"train.precision={config.train.precision} is not valid with method.fedpm_optimizer=adam: Adam's steps "
-            f"underflow in half-precision scores; use a mixed precision (16-mixed, bf16-mixed) or fedpm_optimizer=task"
-        )
-    if fedpm and config.method.fedpm_estimate == FedPMEstimate.mode and config.method.fedpm_prior < 1:
-        raise ConfigError(
-            f"method.fedpm_prior={config.method.fedpm_prior} is not valid with method.fedpm_estimate=mode: a Beta "
-            f"prior below 1 has no mode; use fedpm_prior >= 1 or fedpm_estimate=mean"
-        )
-    if config.method.fedpm_reset_every is not None and config.method.fedpm_reset_every < 1:
-        raise ConfigError(f"method.fedpm_reset_every={config.method.fedpm_reset_every} is not valid; it must be >= 1 (or null)")
-    if fedpm and config.method.downlink != DownlinkMode.dense:
-        reset_every = fedpm_reset_every(config)
-        if reset_every != 1:
-            raise ConfigError(
-                f"method.downlink={config.method.downlink} is not valid with method.name=fedpm and a posterior "
-                f"kept for {reset_every} rounds: the round messages do not carry it; set method.fedpm_reset_every=1 "
-                f"(the authors' code) or use method.downlink=dense"
-            )
+    _check_method(config)
     _check_server(config)
     if not config.train.proximal_mu >= 0:
         raise ConfigError(f"train.proximal_mu={config.train.proximal_mu} is not valid; it must be >= 0 (0: no proximal term)")
-    if not 0 < config.method.topk_fraction <= 1:
-        raise ConfigError(f"method.topk_fraction={config.method.topk_fraction} is not valid; it must be in (0, 1]")
     if config.train.threads is not None and config.train.threads < 1:
         raise ConfigError(f"train.threads={config.train.threads} is not valid; it must be >= 1 (or null)")
     if config.train.client_timeout is not None and not config.train.client_timeout > 0:
@@ -385,7 +383,24 @@ def _explain(error: OmegaConfBaseException, schema: DictConfig) -> str:
     message = str(error).splitlines()[0]
     if message.startswith("Invalid value"):  # a Choice field: OmegaConf's message lists the valid values
         return f"{key}: {message}"
+    if key in _MOVED:
+        return f"{key} is now {_MOVED[key]} (each method's settings are nested under its name)"
+    if parent == "method" and key.count(".") == 1:
+        valid = [k for k in valid if k not in registered_methods()]
+        sections = [name for name, method in registered_methods().items() if method.settings is not None]
+        return (
+            f"invalid config at {key!r}: neither a method setting nor the section of a registered method with "
+            f"settings; valid keys here: {valid}, sections: {sections}"
+        )
     return f"invalid config at {key!r}: {message}" + (f"; valid keys here: {valid}" if valid else "")
+
+
+# Keys of earlier versions whose settings moved into their method's section.
+_MOVED = {
+    "method.topk_fraction": "method.topk.fraction",
+    "method.quant_norm": "method.stoch1bit.quant_norm",
+    **{f"method.fedpm_{key}": f"method.fedpm.{key}" for key in ("prior", "estimate", "optimizer", "lr", "score_gain", "reset_every")},
+}
 
 
 def _check_finite(value: Any, key: str = "") -> None:
@@ -430,24 +445,37 @@ def describe_keys(config: DictConfig | None = None, width: int = 100) -> str:
     """
     values = to_container(config if config is not None else load_config(), resolve=False)
     hints = get_type_hints(ExperimentConfig)
-    sections = [("(top)", ExperimentConfig, values)] + [
-        (f"{key}.", hint, values[key]) for key, hint in hints.items() if is_dataclass(hint)
-    ]
+    sections = [("(top)", ExperimentConfig, values)]
+    for key, hint in hints.items():
+        if is_dataclass(hint):
+            sections.append((f"{key}.", hint, values[key]))
+        if hint is MethodConfig:  # each method's own section right after the shared method keys
+            sections += [
+                (f"method.{name}.", method.settings, values["method"][name])
+                for name, method in registered_methods().items()
+                if method.settings is not None and name in values["method"]
+            ]
     lines = []
     for label, schema, section in sections:
         types = get_type_hints(schema)
         items = [
-            f"{key}=" + "|".join([_shown(section[key]), *(c for c in _choices(hint) if c != section[key])])
+            f"{key}=" + "|".join([_shown(section[key]), *(c for c in _choices(hint, key, schema) if c != section[key])])
             for key, hint in types.items()
             if not is_dataclass(hint)
         ]
         wrapped = textwrap.wrap("  ".join(items), width - 12, break_on_hyphens=False, break_long_words=False)
+        if len(label) > 9:  # a method's section: its label on a line of its own
+            lines.append(f"  {label}")
+            label = ""
         lines += [f"  {label if index == 0 else '':<9} {line}" for index, line in enumerate(wrapped)]
     return "\n".join(lines)
 
 
-def _choices(hint: Any) -> list[str]:
-    """The values of the ``Choice`` in a field's type hint (``X`` or ``X | None``); none for other types."""
+def _choices(hint: Any, key: str = "", schema: Any = None) -> list[str]:
+    """The values of the ``Choice`` in a field's type hint (``X`` or ``X | None``), or the registered methods
+    for ``method.name``; none for other fields."""
+    if schema is MethodConfig and key == "name":
+        return method_names()
     for arg in (hint, *get_args(hint)):
         if isinstance(arg, type) and issubclass(arg, Choice):
             return arg.values()

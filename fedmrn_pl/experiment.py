@@ -22,14 +22,14 @@ from fedmrn_pl.callbacks import (
     load_checkpoint,
 )
 from fedmrn_pl.callbacks.checkpoint import CheckpointError, checkpoint_path
-from fedmrn_pl.config import ConfigError, Method, fedpm_settings, to_container
+from fedmrn_pl.config import ConfigError, method_settings, run_facts, to_container
 from fedmrn_pl.data import FederatedDataModule, FederatedDataset
 from fedmrn_pl.federated import FederatedTrainer
 from fedmrn_pl.federated.choices import ServerOptimizerName
 from fedmrn_pl.federated.server_optimizers import ServerOptimizer, build_server_optimizer
 from fedmrn_pl.masking import MaskingConfig, ParameterSelector, default_alpha
 from fedmrn_pl.methods.fedprox import ProximalTerm
-from fedmrn_pl.methods.registry import build_method
+from fedmrn_pl.methods.registry import build_method, get_method
 from fedmrn_pl.models import build_model
 from fedmrn_pl.run_directory import RunDirectory, remove_stale_temp_files
 from fedmrn_pl.seeding import derive_seed
@@ -44,7 +44,7 @@ log = logging.getLogger(__name__)
 def masking_from_config(config: DictConfig) -> MaskingConfig | None:
     """The run's ``MaskingConfig`` (None for FedAvg)."""
     method = config.method
-    if method.name != Method.fedmrn:
+    if not get_method(method.name).masked:
         return None
     alpha = method.alpha if method.alpha is not None else default_alpha(method.mask)
     selector = _selector(config)
@@ -111,14 +111,10 @@ def build_trainer(
         model, info.num_classes, lr=train.lr, momentum=train.momentum, weight_decay=train.weight_decay
     )
     masking = masking_from_config(config)
-    strategy, method_callbacks = build_method(
-        config.method.name, module, _selector(config),
-        topk_fraction=config.method.topk_fraction, quant_norm=config.method.quant_norm,
-        run_seed=config.seed, fedpm=fedpm_settings(config),
-    )  # fmt: skip
-    local_callbacks = [c for callback in method_callbacks for c in getattr(callback, "local_callbacks", ())]
-    if train.proximal_mu > 0:
-        local_callbacks.append(ProximalTerm(train.proximal_mu))
+    parts = build_method(
+        config.method.name, module, _selector(config), settings=method_settings(config), run=run_facts(config)
+    )
+    local_callbacks = [ProximalTerm(train.proximal_mu)] if train.proximal_mu > 0 else []
     save_dir = Path(config.output_dir) / "payloads" if config.save_payloads else None
     packing = MaskPacking(
         dense_dtype=config.method.dense_dtype,
@@ -129,7 +125,7 @@ def build_trainer(
     return FederatedTrainer(
         module,
         datamodule,
-        strategy,
+        parts.strategy,
         masking,
         rounds=train.rounds,
         clients_per_round=train.clients_per_round,
@@ -137,7 +133,7 @@ def build_trainer(
         batch_size=train.batch_size,
         run_seed=config.seed,
         min_clients=train.min_clients,
-        callbacks=[*callbacks, *method_callbacks, packing],  # compression encodes before packing
+        callbacks=[*callbacks, *parts.callbacks, packing],  # the trainer runs them in the protocol's order
         trainer_kwargs={"accelerator": train.accelerator, "devices": 1, "precision": train.precision,
                         **({"callbacks": local_callbacks} if local_callbacks else {})},  # fmt: skip
         threads=train.threads,
@@ -183,6 +179,9 @@ def fixed_config(config: DictConfig, resolve: bool = True) -> dict[str, Any]:
     for key in _RESUMABLE_KEYS:
         section, _, leaf = key.rpartition(".")
         (fixed[section] if section else fixed).pop(leaf, None)
+    method = fixed["method"]  # other methods' sections do not shape this run (nor does installing a plugin)
+    for name in [key for key, value in method.items() if isinstance(value, dict) and key != method.get("name")]:
+        del method[name]
     return fixed
 
 

@@ -322,11 +322,15 @@ def test_fit_help_lists_every_config_key_with_its_default_and_gives_examples(cap
     from fedmrn_pl.config import to_container
 
     text = _help("fit", capsys)
-    for section, values in to_container(load_config(), resolve=False).items():
-        if isinstance(values, dict):
-            assert f"  {section}.  " in text
-            for key in values:
-                assert f" {key}=" in text, f"{section}.{key}"
+    sections = [(key, values) for key, values in to_container(load_config(), resolve=False).items() if isinstance(values, dict)]
+    sections += [(f"method.{key}", values) for key, values in sections[2][1].items() if isinstance(values, dict)]
+    assert [key for key, _ in sections[:3]] == ["data", "model", "method"] and len(sections) > 6
+    for section, values in sections:
+        assert f"  {section}.  " in text or f"  {section}.\n" in text, section
+        block = text.split(f"  {section}.", 1)[1]
+        for key, value in values.items():
+            if not isinstance(value, dict):
+                assert f" {key}=" in block, f"{section}.{key}"
     for shown in ("rounds=10", "lr=0.1", "name=mnist5k|cifar10", "mask=binary|signed", "downlink=dense|masks"):
         assert shown in text
     assert "examples:" in text and "fedmrn-pl fit --resume runs/default train.rounds=20" in text
@@ -334,13 +338,12 @@ def test_fit_help_lists_every_config_key_with_its_default_and_gives_examples(cap
 
 
 def test_compare_help_names_every_method(capsys):
-    from fedmrn_pl.compare import VARIANTS
-    from fedmrn_pl.config import Method
+    from fedmrn_pl.methods import compare_variants, method_names
 
     text = _help("compare", capsys)
-    for method in Method.values():
+    for method in method_names():
         assert f"  {method} " in text
-    for name, overrides in VARIANTS.items():
+    for name, overrides in compare_variants().items():
         assert " ".join(overrides) in text.split(f"  {name} ", 1)[1].splitlines()[0]
 
 

@@ -9,7 +9,8 @@ import math
 import pytest
 
 from fedmrn_pl.cli import main
-from fedmrn_pl.compare import VARIANTS, parse_compare_args, summarise
+from fedmrn_pl.compare import parse_compare_args, summarise
+from fedmrn_pl.methods import compare_variants
 
 TINY = ["data.name=digits", "data.num_clients=6", "train.clients_per_round=2", "train.rounds=2",
         "train.local_epochs=1", "train.batch_size=32", "progress=false"]  # fmt: skip
@@ -62,7 +63,7 @@ def test_compare_refuses_to_reuse_finished_runs_made_with_other_settings(tmp_pat
 def test_compare_arguments_are_checked():
     settings, overrides = parse_compare_args(["methods=[fedavg,eden]", "seeds=[3]", "train.rounds=2"])
     assert settings.methods == ["fedavg", "eden"] and settings.seeds == [3] and overrides == ["train.rounds=2"]
-    assert parse_compare_args([])[0].methods == list(VARIANTS)
+    assert parse_compare_args([])[0].methods == list(compare_variants())
     with pytest.raises(ValueError, match="choose from"):
         parse_compare_args(["methods=[nope]"])
     with pytest.raises(ValueError, match="target_accuracy"):
@@ -85,6 +86,6 @@ def test_summary_reports_the_cost_to_reach_the_target():
 def test_every_named_variant_is_a_valid_config():
     from fedmrn_pl.config import load_config
 
-    for name, overrides in VARIANTS.items():
+    for name, overrides in compare_variants().items():
         config = load_config(None, list(overrides))
         assert config.method.name == overrides[0].partition("=")[2], name

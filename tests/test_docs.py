@@ -178,7 +178,7 @@ def _installed(module: str) -> bool:
 
 def _schema_keys() -> list[str]:
     """Every leaf key of the config schema, dotted."""
-    from fedmrn_pl.config import ExperimentConfig
+    from fedmrn_pl.config import config_schema
 
     def walk(node: dict, prefix: str) -> list[str]:
         keys = []
@@ -187,7 +187,7 @@ def _schema_keys() -> list[str]:
             keys += walk(value, f"{key}.") if isinstance(value, dict) else [key]
         return keys
 
-    return walk(OmegaConf.to_container(OmegaConf.structured(ExperimentConfig)), "")
+    return walk(OmegaConf.to_container(config_schema()), "")
 
 
 def _docs_hooks():

@@ -65,7 +65,7 @@ def _cli(*argv: str) -> dict:
     "overrides, words",
     [
         (["train.roundz=3"], "error: invalid config at 'train.roundz'"),
-        (["method.name=fedpm", "method.fedpm_prior=0.5"], "error: method.fedpm_prior=0.5 is not valid"),
+        (["method.name=fedpm", "method.fedpm.prior=0.5"], "error: method.fedpm.prior=0.5 is not valid"),
         (["model.name=resnet"], "error: model.name: Invalid value 'resnet'"),
     ],
 )
@@ -88,7 +88,7 @@ def test_a_typo_when_resuming_is_refused_before_the_training_stack_loads(tmp_pat
 
 
 def test_a_bad_compare_config_is_refused_before_the_training_stack_loads():
-    run = _cli("compare", "methods=[fedmrn,fedpm]", "method.downlink=masks", "method.fedpm_reset_every=2")
+    run = _cli("compare", "methods=[fedmrn,fedpm]", "method.downlink=masks", "method.fedpm.reset_every=2")
     assert run["code"] == 2 and run["err"][0].startswith("error: method.downlink=masks is not valid")
     assert run["stack"] == []
 

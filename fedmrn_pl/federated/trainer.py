@@ -31,6 +31,7 @@ from fedmrn_pl.callbacks import (
     RoundMetricsLogger,
     RunArtifacts,
     SeedSync,
+    UpdateTransform,
 )
 from fedmrn_pl.callbacks.checkpoint_state import check_state
 from fedmrn_pl.client import ClientData, FederatedClient, check_client_data, local_trainer, quiet_lightning
@@ -174,6 +175,9 @@ class FederatedTrainer:
         _check_timeouts(client_timeout, timeout_seconds, clients_per_round, self.ranks.world_size)
         self.label = label or (strategy.name if masking is None else f"{strategy.name}-{masking.kind}")
         self.callbacks, self.wire = _with_default_callbacks(callbacks, output_dir, overwrite)
+        declared = [local for callback in self.callbacks for local in callback.configure_local_callbacks()]
+        if declared:  # the methods' own local callbacks, after the user's (as Lightning adds configure_callbacks)
+            self.trainer_kwargs["callbacks"] = [*self.trainer_kwargs.get("callbacks", []), *declared]
         show_library_logs()  # progress and the partition on the console, unless the application configured logging
         if user_loggers(self.trainer_kwargs):
             self.callbacks.append(RoundMetricsLogger(user_loggers(self.trainer_kwargs)))
@@ -507,13 +511,14 @@ def _server_optimizer(optimizer: ServerOptimizer | None, strategy: Strategy, dow
 def _with_default_callbacks(
     callbacks: Sequence[FederatedCallback], output_dir: str | Path | None, overwrite: bool = False
 ) -> tuple[list[FederatedCallback], MaskPacking]:
-    """SeedSync first, RunArtifacts next (when a directory is given), MaskPacking last, wherever the caller put
-    them (as Lightning runs its checkpoint callback last); progress on a terminal unless the caller chose a
-    ``ProgressDisplay``.
+    """SeedSync first, RunArtifacts next (when a directory is given), then the caller's callbacks, the methods'
+    ``UpdateTransform``s and MaskPacking last, wherever the caller put them (as Lightning runs its checkpoint
+    callback last); progress on a terminal unless the caller chose a ``ProgressDisplay``.
 
     The protocol's order is not the caller's to break: the seed is issued before any client hook reads
-    the request, and the update is encoded after every hook that changes it (a compressor's, the
-    user's), so a ``MaskPacking`` listed first cannot make the server refuse every payload.
+    the request, a user's hook sees the trained weights before a method transforms them, and the update
+    is encoded after every transform, so a ``MaskPacking`` or compressor listed first cannot make the
+    server refuse every payload.
 
     Returns the callbacks and the one ``MaskPacking``, which owns the wire both ways.
     """
@@ -531,8 +536,9 @@ def _with_default_callbacks(
         raise ValueError(f"give at most one MaskPacking callback (it owns the wire format), got {len(packers)}")
     if len(seeds) > 1:
         raise ValueError(f"give at most one SeedSync callback (it issues the clients' seeds), got {len(seeds)}")
-    others = [c for c in callbacks if not isinstance(c, (SeedSync, MaskPacking))]
-    return [*seeds, *others, *packers], packers[0]
+    transforms = [c for c in callbacks if isinstance(c, UpdateTransform)]
+    others = [c for c in callbacks if not isinstance(c, (SeedSync, MaskPacking, UpdateTransform))]
+    return [*seeds, *others, *transforms, *packers], packers[0]
 
 
 def _check_precision(trainer_kwargs: Mapping[str, Any], state: Mapping[str, torch.Tensor]) -> None:

@@ -1,10 +1,13 @@
-"""The closed sets of the baselines' settings, torch-free so a config is checked without loading torch."""
+"""The closed sets of the baselines' settings, torch-free so a config is checked without loading torch.
+
+The methods themselves are not a closed set: ``fedmrn_pl.methods.registry`` holds them.
+"""
 
 from __future__ import annotations
 
 from fedmrn_pl.choices import Choice
 
-__all__ = ["Method", "QuantNorm"]
+__all__ = ["QuantNorm"]
 
 
 class QuantNorm(Choice):
@@ -13,15 +16,3 @@ class QuantNorm(Choice):
     linf = "linf"
     l2 = "l2"
 
-
-class Method(Choice):
-    """The federated method: FedMRN's masked noise, dense FedAvg, or a low-bit uplink baseline (``fedmrn_pl.methods``)."""
-
-    fedmrn = "fedmrn"
-    fedavg = "fedavg"
-    signsgd = "signsgd"  # sign bits x mean |delta| per tensor
-    ef_signsgd = "ef_signsgd"  # the same with error feedback (the client's residual)
-    stoch1bit = "stoch1bit"  # unbiased stochastic 1-bit quantisation (QSGD, one level)
-    eden = "eden"  # random Hadamard rotation, sign bits, one scale (EDEN/DRIVE)
-    topk = "topk"  # top-k values + bit-packed indices, with error feedback
-    fedpm = "fedpm"  # FedPM: Bernoulli masks over a frozen random network, Beta-posterior aggregation

@@ -23,16 +23,17 @@ from collections.abc import Mapping, Sequence
 
 import torch
 
-from fedmrn_pl.callbacks.base import FederatedCallback, FederatedRun
+from fedmrn_pl.callbacks.base import FederatedRun, UpdateTransform
 from fedmrn_pl.federated.aggregate import average_dense, example_weights, weighted_average
 from fedmrn_pl.federated.strategies import State, Strategy
 from fedmrn_pl.messages import FitResult
 from fedmrn_pl.methods.compressors import Compressor
+from fedmrn_pl.methods.plugin import MethodParts
 from fedmrn_pl.seeding import derive_seed, make_generator
 from fedmrn_pl.update import DENSE_KIND, ClientUpdate, NoiseSpec
 from fedmrn_pl.wire import TensorSpec, decode_update, encode_update
 
-__all__ = ["CompressedDeltas", "UpdateCompression", "decode_residual", "encode_residual"]
+__all__ = ["CompressedDeltas", "UpdateCompression", "compressed_method", "decode_residual", "encode_residual"]
 
 
 class CompressedDeltas(Strategy):
@@ -70,10 +71,11 @@ class CompressedDeltas(Strategy):
         return new_state
 
 
-class UpdateCompression(FederatedCallback):
+class UpdateCompression(UpdateTransform):
     """Client side of a compressed method: ``result.update`` (dense weights) becomes the compressed update.
 
-    Must run after the user's client hooks and before ``MaskPacking`` encodes the update.
+    An ``UpdateTransform``: the trainer runs it after the user's client hooks and before
+    ``MaskPacking`` encodes the update.
     """
 
     def __init__(self, compressor: Compressor, names: Sequence[str]) -> None:
@@ -115,6 +117,11 @@ class UpdateCompression(FederatedCallback):
         for name, tensor in decode_update(state, expected).dense.items():
             if not bool(torch.isfinite(tensor).all()):
                 raise ValueError(f"the residual of {name!r} holds non-finite values")
+
+
+def compressed_method(name: str, compressor: Compressor, names: Sequence[str]) -> MethodParts:
+    """A compressing method's two halves over one ``compressor`` and the same tensor ``names``."""
+    return MethodParts(CompressedDeltas(name, compressor, names), [UpdateCompression(compressor, names)])
 
 
 def encode_residual(residual: Mapping[str, torch.Tensor]) -> bytes:

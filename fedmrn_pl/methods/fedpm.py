@@ -37,7 +37,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 from torch.utils.hooks import RemovableHandle
 
-from fedmrn_pl.callbacks.base import FederatedCallback, FederatedRun
+from fedmrn_pl.callbacks.base import FederatedRun, UpdateTransform
 from fedmrn_pl.federated.aggregate import example_weights, weighted_average
 from fedmrn_pl.federated.strategies import State, Strategy
 from fedmrn_pl.messages import FitRequest, FitResult
@@ -239,17 +239,20 @@ def _stepper(optimizer: torch.optim.Optimizer, check_finite: bool = False) -> Ca
     return step
 
 
-class FedPMClient(FederatedCallback):
+class FedPMClient(UpdateTransform):
     """Client side of FedPM: tells the local fit which client trains, then uploads its sampled masks.
 
-    ``local_callbacks`` must be among the local ``lightning.Trainer``'s callbacks
-    (``build_trainer`` puts them there). Runs before ``MaskPacking``.
+    Declares its ``FedPMTraining`` for every local ``lightning.Trainer`` (``configure_local_callbacks``);
+    an ``UpdateTransform``, so it runs right before ``MaskPacking``.
     """
 
     def __init__(self, names: Sequence[str], run_seed: int, settings: FedPMSettings | None = None) -> None:
         self.names = tuple(names)
         self.training = FedPMTraining(self.names, run_seed, settings)
-        self.local_callbacks: list[L.Callback] = [self.training]
+
+    def configure_local_callbacks(self) -> list[L.Callback]:
+        """The local fits train scores and evaluate threshold masks through ``FedPMTraining``."""
+        return [self.training]
 
     def on_client_fit_start(self, trainer: FederatedRun, request: FitRequest) -> None:
         """Seed the client's draws from (run, round, client)."""
@@ -333,8 +336,8 @@ class FedPM(Strategy):
 
     @property
     def replayable(self) -> bool:
-        """Only a posterior reset every round leaves ``aggregate`` a function of the round's masks alone."""
-        return self.settings.reset_every == 1
+        """Clients can replay the aggregate only if the posterior resets every round (``FedPMSettings.replayable``)."""
+        return self.settings.replayable
 
     def estimate(self, name: str) -> torch.Tensor:
         """The global probability of tensor ``name``: the posterior's mode or mean."""

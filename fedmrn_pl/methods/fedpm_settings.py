@@ -62,3 +62,8 @@ class FedPMSettings:
             raise ValueError(f"FedPM reset_every must be an int >= 1, got {self.reset_every!r}")
         if not 0 <= self.vote_clip < 0.5:
             raise ValueError(f"FedPM vote_clip must be in [0, 0.5), got {self.vote_clip!r}")
+
+    @property
+    def replayable(self) -> bool:
+        """Only a posterior reset every round leaves the aggregate a function of the round's masks alone."""
+        return self.reset_every == 1

@@ -1,74 +1,189 @@
-"""The federated methods by name: how a configured method becomes a strategy and its client-side callbacks."""
+"""The federated methods by name: the built-in ones, yours, and those installed packages declare.
+
+A method is a :class:`~fedmrn_pl.methods.plugin.FederatedMethod`. The built-in ones live
+one per module in ``fedmrn_pl.methods.builtin``; yours join with :func:`register_method`
+(call it before ``load_config``), or, for the CLI and every ``torchrun`` rank, through an
+entry point of an installed package::
+
+    [options.entry_points]
+    fedmrn_pl.methods =
+        rms_sign = my_package.rms_sign:METHOD
+
+The config's ``method.name`` choices, its ``method.<name>`` sections and compare's rows
+all come from here. Torch-free: nothing is built until :func:`build_method` is called.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import importlib
+from dataclasses import fields
+from importlib.metadata import entry_points
+from typing import TYPE_CHECKING, Any
 
-from torch import nn
+from fedmrn_pl.methods.plugin import FederatedMethod, MethodContext, MethodParts, RunFacts
 
-from fedmrn_pl.callbacks.base import FederatedCallback
-from fedmrn_pl.federated.strategies import FedAvg, FedMRN, Strategy
-from fedmrn_pl.masking.selection import ParameterSelector
-from fedmrn_pl.methods.choices import Method
-from fedmrn_pl.methods.compression import CompressedDeltas, UpdateCompression
-from fedmrn_pl.methods.compressors import Compressor, EdenSign, ScaledSign, StochasticSign, TopK
-from fedmrn_pl.methods.fedpm import FedPM, FedPMClient, init_fedpm
-from fedmrn_pl.methods.fedpm_settings import FedPMSettings
+if TYPE_CHECKING:
+    from torch import nn
 
-__all__ = ["COMPRESSED_METHODS", "build_method", "compressor_for"]
+    from fedmrn_pl.masking.selection import ParameterSelector
+
+__all__ = [
+    "ENTRY_POINT_GROUP", "build_method", "compare_variants", "get_method", "method_names", "register_method",
+    "registered_methods", "unregister_method",
+]  # fmt: skip
+
+ENTRY_POINT_GROUP = "fedmrn_pl.methods"
+# Modules of fedmrn_pl.methods.builtin, each defining METHOD, in the order compare lists them.
+_BUILTIN = ("fedavg", "fedmrn", "signsgd", "ef_signsgd", "stoch1bit", "eden", "topk", "fedpm")
+# Keys of the config's method section that a method's name cannot shadow.
+_RESERVED = frozenset({
+    "name", "mask", "noise", "alpha", "noise_scale", "scale_factor", "scale_cap", "schedule", "mask_sampling",
+    "dense_dtype", "mask_encoding", "dense_encoding", "downlink", "dense_sync_every", "mask_include", "mask_exclude",
+})  # fmt: skip
+
+_registry: dict[str, FederatedMethod] = {}
+_loaded = False
 
 
-COMPRESSED_METHODS = (Method.signsgd, Method.ef_signsgd, Method.stoch1bit, Method.eden, Method.topk)
+def register_method(method: FederatedMethod, *, replace: bool = False) -> FederatedMethod:
+    """Make ``method`` available as ``method.name=<name>`` (config, CLI, compare) and to ``build_method``.
+
+    Returns ``method``, so a module can write ``METHOD = register_method(FederatedMethod(...))``.
+
+    Raises:
+        TypeError: ``method`` is not a ``FederatedMethod``.
+        ValueError: the name is taken (pass ``replace=True`` to swap in a new version) or is a
+            setting of the config's method section.
+    """
+    _load()
+    return _add(method, replace)
 
 
-def compressor_for(method: Method | str, *, topk_fraction: float = 0.01, quant_norm: str = "linf") -> Compressor:
-    """The encoder/decoder of a compressed-update method."""
-    method = Method.parse(method, "method")
-    if method is Method.signsgd:
-        return ScaledSign()
-    if method is Method.ef_signsgd:
-        return ScaledSign(error_feedback=True)
-    if method is Method.stoch1bit:
-        return StochasticSign(quant_norm)
-    if method is Method.eden:
-        return EdenSign()
-    if method is Method.topk:
-        return TopK(topk_fraction, error_feedback=True)
-    raise ValueError(f"method {method.value!r} is not a compressed-update method; those are {[m.value for m in COMPRESSED_METHODS]}")
+def unregister_method(name: str) -> FederatedMethod:
+    """Remove a method registered with ``register_method`` (a test's, a notebook's); returns it.
+
+    Raises:
+        ValueError: no such method, or a built-in one.
+    """
+    get_method(name)  # an unknown name is refused with the registered ones
+    if name in _BUILTIN:
+        raise ValueError(f"method {name!r} is built in and cannot be unregistered")
+    return _registry.pop(name)
+
+
+def _add(method: Any, replace: bool, source: str = "register_method") -> FederatedMethod:
+    if not isinstance(method, FederatedMethod):
+        raise TypeError(f"{source} takes a fedmrn_pl.methods.FederatedMethod, got {type(method).__name__}")
+    if method.name in _RESERVED:
+        raise ValueError(f"method name {method.name!r} is taken by the setting method.{method.name}; choose another name")
+    existing = _registry.get(method.name)
+    if existing is not None and existing is not method and not replace:
+        raise ValueError(f"a method named {method.name!r} is already registered; choose another name or pass replace=True")
+    rows = {row for other in _registry.values() if other.name != method.name for row in other.compare_rows()}
+    taken = sorted(rows & set(method.compare_rows()))
+    if taken:
+        raise ValueError(f"method {method.name!r}: compare rows {taken} already belong to another method; rename them")
+    _registry[method.name] = method
+    return method
+
+
+def _load() -> None:
+    """Register the built-in methods, then the installed packages' entry points, once."""
+    global _loaded
+    if _loaded:
+        return
+    _loaded = True
+    for module in _BUILTIN:
+        _add(importlib.import_module(f"fedmrn_pl.methods.builtin.{module}").METHOD, replace=False)
+    for point in entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            loaded = point.load()
+        except Exception as error:  # a broken plugin is named, not a traceback deep in an import
+            raise ImportError(
+                f"the {ENTRY_POINT_GROUP} entry point {point.name!r} ({point.value}) failed to load: "
+                f"{type(error).__name__}: {error}"
+            ) from error
+        if loaded is not _registry.get(getattr(loaded, "name", None)):  # a module that registered itself already
+            _add(loaded, replace=False, source=f"the {ENTRY_POINT_GROUP} entry point {point.name!r}")
+
+
+def registered_methods() -> dict[str, FederatedMethod]:
+    """Every method by name: built-in first, then plugins in the order they registered."""
+    _load()
+    return dict(_registry)
+
+
+def method_names() -> list[str]:
+    """The valid values of ``method.name``."""
+    return list(registered_methods())
+
+
+def get_method(name: str) -> FederatedMethod:
+    """The method registered as ``name``.
+
+    Raises:
+        ValueError: no method has that name; the message lists those that do.
+    """
+    methods = registered_methods()
+    if name not in methods:
+        raise ValueError(
+            f"method {name!r} is not valid; choose one of {list(methods)} "
+            f"(or register yours: fedmrn_pl.methods.register_method, or a {ENTRY_POINT_GROUP!r} entry point)"
+        )
+    return methods[name]
+
+
+def compare_variants() -> dict[str, list[str]]:
+    """Every row ``fedmrn-pl compare`` knows, as config overrides, from every registered method."""
+    return {row: overrides for method in registered_methods().values() for row, overrides in method.compare_rows().items()}
 
 
 def build_method(
-    method: Method | str,
+    name: str,
     module: nn.Module,
     selector: ParameterSelector | None = None,
     *,
-    topk_fraction: float = 0.01,
-    quant_norm: str = "linf",
-    run_seed: int = 0,
-    fedpm: FedPMSettings | None = None,
-) -> tuple[Strategy, list[FederatedCallback]]:
-    """The server strategy and the client-side callbacks of ``method`` for ``module``.
+    settings: Any = None,
+    run: RunFacts | None = None,
+    **overrides: Any,
+) -> MethodParts:
+    """The server strategy and client-side callbacks of method ``name`` for ``module``.
 
-    Compressed methods compress the tensors FedMRN would mask (``selector``: weights of
-    Linear/Conv/... layers by default) and send the rest dense, so every method's bytes
-    are comparable. FedMRN's masking itself is configured by ``MaskingConfig``.
+    Args:
+        name: a registered method (:func:`method_names`).
+        module: the global model (a LightningModule).
+        selector: the tensors to compress (default: those FedMRN would mask).
+        settings: the method's settings instance; default its dataclass's defaults with
+            ``overrides`` applied (``build_method("topk", module, fraction=0.05)``).
+        run: the run facts (seed, participation ...) the method depends on.
+
+    Raises:
+        ValueError: an unknown method or setting, or settings its ``check`` refuses.
     """
-    method = Method.parse(method, "method")
-    if method is Method.fedmrn:
-        return FedMRN(), []
-    if method is Method.fedavg:
-        return FedAvg(), []
-    if method is Method.fedpm:
-        names = _selected(module, selector or ParameterSelector())
-        init_fedpm(module, names, run_seed)
-        return FedPM(names, run_seed, fedpm), [FedPMClient(names, run_seed, fedpm)]
-    compressor = compressor_for(method, topk_fraction=topk_fraction, quant_norm=quant_norm)
-    names = _selected(module, selector or ParameterSelector())
-    return CompressedDeltas(method.value, compressor, names), [UpdateCompression(compressor, names)]
+    from fedmrn_pl.masking.selection import ParameterSelector
+
+    method = get_method(name)
+    run = run or RunFacts()
+    if settings is None:
+        settings = _settings_with(method, overrides)
+    elif overrides:
+        raise ValueError(f"give either settings= or keyword settings for method {name!r}, not both")
+    if method.check is not None:
+        method.check(settings, run)
+    parts = method.build(MethodContext(module, selector or ParameterSelector(), settings, run))
+    if not isinstance(parts, MethodParts):
+        raise TypeError(f"method {name!r}: build returned {type(parts).__name__}, expected MethodParts")
+    return parts
 
 
-def _selected(module: nn.Module, selector: ParameterSelector) -> Sequence[str]:
-    names = [name for name, _, _ in selector.select(module)]
-    if not names:
-        raise ValueError(f"the parameter selector {selector} selects no parameter of {type(module).__name__} to compress")
-    return names
+def _settings_with(method: FederatedMethod, overrides: dict[str, Any]) -> Any:
+    """The method's default settings with ``overrides``, unknown keys refused with the valid ones."""
+    if method.settings is None:
+        if overrides:
+            raise ValueError(f"method {method.name!r} has no settings; got {sorted(overrides)}")
+        return None
+    valid = [f.name for f in fields(method.settings)]
+    unknown = sorted(set(overrides) - set(valid))
+    if unknown:
+        raise ValueError(f"method {method.name!r} has no setting {unknown}; its settings are {valid}")
+    return method.settings(**overrides)

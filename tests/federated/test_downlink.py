@@ -204,7 +204,7 @@ def test_resumed_masks_run_sends_the_same_bytes_and_rebuilds_the_same_model(runs
 def test_fedpm_with_a_per_round_posterior_goes_through_the_masks_downlink(tmp_path):
     """With the posterior reset every round (the authors' code) FedPM's aggregate needs only the round's masks."""
     replicas = ClientReplicas()
-    settings = ("method.name=fedpm", "method.downlink=masks", "method.fedpm_reset_every=1")
+    settings = ("method.name=fedpm", "method.downlink=masks", "method.fedpm.reset_every=1")
     trainer = build_trainer(_config(tmp_path, *settings), callbacks=[replicas])
     trainer.fit()
     assert replicas.checked["messages"] > 0  # clients rebuilt theta from round messages, sha checked each round

@@ -34,7 +34,7 @@ class PayloadTap(FederatedCallback):
 )
 def test_fedpm_learns_above_chance(tiny_config, optimizer, rounds, floor):
     summary = run_experiment(
-        tiny_config("method.name=fedpm", f"method.fedpm_optimizer={optimizer}", f"train.rounds={rounds}", "train.local_epochs=2")
+        tiny_config("method.name=fedpm", f"method.fedpm.optimizer={optimizer}", f"train.rounds={rounds}", "train.local_epochs=2")
     )
     assert summary["method"] == "fedpm"
     assert summary["final_test_accuracy"] > floor
@@ -127,15 +127,15 @@ def test_fedpm_settings_refuse_bad_values(settings, message):
 
 def test_fedpm_config_refuses_a_prior_without_a_mode():
     with pytest.raises(ConfigError, match="has no mode"):
-        load_config(None, ["method.name=fedpm", "method.fedpm_prior=0.5"])
-    load_config(None, ["method.name=fedpm", "method.fedpm_prior=0.5", "method.fedpm_estimate=mean"])
-    load_config(None, ["method.name=fedmrn", "method.fedpm_prior=0.5"])  # not a FedPM run: the prior is unused
+        load_config(None, ["method.name=fedpm", "method.fedpm.prior=0.5"])
+    load_config(None, ["method.name=fedpm", "method.fedpm.prior=0.5", "method.fedpm.estimate=mean"])
+    load_config(None, ["method.name=fedmrn", "method.fedpm.prior=0.5"])  # not a FedPM run: the prior is unused
 
 
 def test_fedpm_config_refuses_adam_on_half_precision_scores():
-    with pytest.raises(ConfigError, match="train.precision=16-true is not valid with method.fedpm_optimizer=adam"):
-        load_config(None, ["method.name=fedpm", "method.fedpm_optimizer=adam", "train.precision=16-true"])
-    load_config(None, ["method.name=fedpm", "method.fedpm_optimizer=adam", "train.precision=16-mixed"])
+    with pytest.raises(ConfigError, match="train.precision=16-true is not valid with method.fedpm.optimizer=adam"):
+        load_config(None, ["method.name=fedpm", "method.fedpm.optimizer=adam", "train.precision=16-true"])
+    load_config(None, ["method.name=fedpm", "method.fedpm.optimizer=adam", "train.precision=16-mixed"])
 
 
 class TinyNet(L.LightningModule):
@@ -203,15 +203,15 @@ def test_frozen_weights_come_from_the_run_seed():
 
 def test_fedpm_refuses_the_masks_downlink_while_its_posterior_spans_rounds():
     # default: 20 clients, 5 per round -> the posterior lives 4 rounds, which no round message carries
-    with pytest.raises(ConfigError, match="kept for 4 rounds: the round messages do not carry it; set method.fedpm_reset_every=1"):
+    with pytest.raises(ConfigError, match="kept for 4 rounds: the round messages do not carry it; set method.fedpm.reset_every=1"):
         load_config(None, ["method.name=fedpm", "method.downlink=masks"])
-    load_config(None, ["method.name=fedpm", "method.downlink=masks", "method.fedpm_reset_every=1"])
+    load_config(None, ["method.name=fedpm", "method.downlink=masks", "method.fedpm.reset_every=1"])
     load_config(None, ["method.name=fedpm", "method.downlink=masks", "data.num_clients=5"])  # full participation
 
 
 def test_fedpm_posterior_survives_a_resume(tiny_config):
     # reset every 3 rounds: round 3 uses the counts of rounds 1-2, which only the checkpoint holds
-    settings = ("method.name=fedpm", "method.fedpm_reset_every=3")
+    settings = ("method.name=fedpm", "method.fedpm.reset_every=3")
     full = build_trainer(tiny_config(*settings, "train.rounds=3", out="full"))
     full.fit()
     first = build_trainer(tiny_config(*settings, "train.rounds=2", out="first"))
@@ -258,7 +258,7 @@ class CrashClient(FederatedCallback):
 
 def test_a_crashing_fedpm_client_leaves_the_module_clean_for_the_next(tiny_config):
     """A fit that raises skips Lightning's teardown; FedPM must still remove its masks and hooks."""
-    config = tiny_config("method.name=fedpm", "method.fedpm_optimizer=adam", "train.rounds=2")
+    config = tiny_config("method.name=fedpm", "method.fedpm.optimizer=adam", "train.rounds=2")
     first_client = sample_clients(config.seed, 1, config.data.num_clients, config.train.clients_per_round)[0]
     crash = CrashClient(first_client)
     trainer = build_trainer(config, [crash])
@@ -276,10 +276,10 @@ def test_the_python_api_refuses_the_masks_downlink_for_a_posterior_spanning_roun
     data = FederatedDataModule("digits", num_clients=6, seed=0)
     data.setup()
     module = ClassificationTask(build_model("cnn4", in_channels=1, num_classes=10, image_size=8, seed=0), 10)
-    strategy, callbacks = build_method("fedpm", module, fedpm=FedPMSettings(reset_every=reset_every))
+    parts = build_method("fedpm", module, reset_every=reset_every)
 
     def make() -> FederatedTrainer:
-        return FederatedTrainer(module, data, strategy, None, clients_per_round=2, callbacks=callbacks, downlink="masks")
+        return FederatedTrainer(module, data, parts.strategy, None, clients_per_round=2, callbacks=parts.callbacks, downlink="masks")
 
     if refused:
         with pytest.raises(ValueError, match="FedPM keeps server state across rounds .*set reset_every=1.*downlink='dense'"):

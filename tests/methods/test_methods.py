@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import math
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -18,7 +14,9 @@ from fedmrn_pl.compressed import SignScale, Sparse
 from fedmrn_pl.experiment import build_trainer, run_experiment
 from fedmrn_pl.methods.compression import decode_residual, encode_residual
 from fedmrn_pl.methods.functional import padded_length
-from fedmrn_pl.wire import CHECKSUM_SIZE, HEADER_SIZE, decode_update, describe_payload
+
+from .conftest import fit_on_two_ranks_and_one
+from fedmrn_pl.wire import decode_update, describe_payload
 from fedmrn_pl.wire.value_coding import index_bits
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -29,7 +27,7 @@ LEARNS = [
     ("ef_signsgd", [], 0.15),
     ("stoch1bit", [], 0.5),
     ("eden", [], 0.6),
-    ("topk", ["method.topk_fraction=0.1"], 0.2),
+    ("topk", ["method.topk.fraction=0.1"], 0.2),
 ]
 
 
@@ -88,7 +86,7 @@ def test_eden_spends_one_bit_per_rotated_coordinate_plus_a_scale(tiny_config):
 
 @pytest.mark.parametrize("fraction", [0.01, 0.1])
 def test_topk_spends_k_times_32_plus_index_bits(tiny_config, fraction):
-    payloads, state = _payloads(tiny_config, "method.name=topk", f"method.topk_fraction={fraction}")
+    payloads, state = _payloads(tiny_config, "method.name=topk", f"method.topk.fraction={fraction}")
     update = decode_update(payloads[0])
     expected = 0
     for name, tensor in update.compressed.items():
@@ -149,31 +147,32 @@ def test_method_under_torchrun_equals_one_process(tmp_path, method):
     frozen weights come from the run seed on every rank, so results match."""
     overrides = ["data.name=digits", "data.num_clients=6", "train.clients_per_round=4", "train.rounds=3",
                  "train.local_epochs=1", "progress=false", f"method.name={method}"]  # fmt: skip
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "WANDB_MODE": "offline"}
-    env.pop("PYTEST_XDIST_WORKER", None)
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
-    for name, launcher in (("ranks", torchrun), ("one", [sys.executable])):
-        done = subprocess.run([*launcher, "-m", "fedmrn_pl", "fit", *overrides, f"output_dir={tmp_path / name}"],
-                              capture_output=True, text=True, timeout=300, env=env, cwd=ROOT)  # fmt: skip
-        assert done.returncode == 0, done.stderr[-3000:]
-    ranks = json.loads((tmp_path / "ranks" / "metrics.json").read_text())
-    one = json.loads((tmp_path / "one" / "metrics.json").read_text())
+    ranks, one = fit_on_two_ranks_and_one(tmp_path, overrides)
     assert ranks["world_size"] == 2 and ranks["global_model_sha256"] == one["global_model_sha256"]
 
 
 def test_a_mask_packing_listed_before_the_compressor_still_encodes_last():
-    """The wire's order is the trainer's: a MaskPacking given first runs after the compressor anyway."""
+    """The wire's order is the trainer's: a MaskPacking given first runs after the compressor anyway, and a
+    user's hook listed after the compressor still sees the trained weights, before the compressor."""
     from fedmrn_pl import ClassificationTask, FederatedDataModule, FederatedTrainer, build_model
-    from fedmrn_pl.callbacks import MaskPacking, SeedSync
+    from fedmrn_pl.callbacks import FederatedCallback, MaskPacking, SeedSync
     from fedmrn_pl.methods import build_method
+
+    class SeesWeights(FederatedCallback):
+        seen: list = []
+
+        def on_client_fit_end(self, trainer, result):
+            self.seen.append(sorted(result.update.compressed) if result.update.compressed else "dense")
 
     data = FederatedDataModule("digits", num_clients=4, seed=0)
     data.setup()
     module = ClassificationTask(build_model("cnn4", in_channels=1, num_classes=10, image_size=8, seed=0), 10)
-    strategy, method_callbacks = build_method("signsgd", module)
-    packing, seeds = MaskPacking(), SeedSync()
-    trainer = FederatedTrainer(module, data, strategy, None, rounds=1, clients_per_round=2,
-                               callbacks=[packing, *method_callbacks, seeds])  # fmt: skip
+    parts = build_method("signsgd", module)
+    packing, seeds, user = MaskPacking(), SeedSync(), SeesWeights()
+    trainer = FederatedTrainer(module, data, parts.strategy, None, rounds=1, clients_per_round=2,
+                               callbacks=[packing, *parts.callbacks, user, seeds])  # fmt: skip
     assert trainer.callbacks[0] is seeds and trainer.callbacks[-1] is packing
+    assert trainer.callbacks.index(user) < trainer.callbacks.index(parts.callbacks[0])
     (metrics,) = trainer.fit()
     assert metrics["accepted_clients"] == 2 and not metrics["dropped_clients"]
+    assert user.seen == ["dense", "dense"]

@@ -1,0 +1,112 @@
+"""A method added from a test file through the public API runs like a built-in one: fit, compare, resume, 2 ranks."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from fedmrn_pl import ConfigError, build_trainer, load_config, run_experiment
+from fedmrn_pl.compare import CompareSettings, compare
+from fedmrn_pl.methods import FederatedMethod, MethodParts, build_method, method_names, register_method, unregister_method
+
+from .conftest import TINY, fit_on_two_ranks_and_one
+from .toy_method import METHOD, ToyCompression
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def toy():
+    register_method(METHOD)
+    yield METHOD
+    unregister_method(METHOD.name)
+
+
+def test_a_registered_method_trains_uploads_compressed_and_uses_its_local_callback(toy, tiny_config):
+    trainer = build_trainer(tiny_config("method.name=toy_sign"))
+    transform = next(c for c in trainer.callbacks if isinstance(c, ToyCompression))
+    history = trainer.fit()
+    assert all(not r["dropped_clients"] and r["accepted_clients"] == 4 for r in history)
+    assert trainer.summary["final_test_accuracy"] > 0.3  # 10 classes: chance is 0.1
+    assert trainer.summary["uplink_compression"] > 10  # sign bits, not float32 weights
+    assert transform.steps.batches > 0  # declared by configure_local_callbacks, added to every local fit
+
+
+def test_its_settings_are_nested_checked_and_listed(toy):
+    config = load_config(None, ["method.name=toy_sign", "method.toy_sign.scale=2"])
+    assert config.method.toy_sign.scale == 2 and "toy_sign" in method_names()
+    with pytest.raises(ConfigError, match=r"method.toy_sign.scale=0.5 is not valid; it must be >= 1"):
+        load_config(None, ["method.name=toy_sign", "method.toy_sign.scale=0.5"])
+    with pytest.raises(ConfigError, match="Key 'scal' not in 'ToySettings'"):
+        load_config(None, ["method.toy_sign.scal=2"])
+    with pytest.raises(ValueError, match=r"has no setting \['scal'\]; its settings are \['scale'\]"):
+        build_method("toy_sign", torch.nn.Linear(2, 2), scal=2)
+
+
+def test_a_name_taken_or_reserved_is_refused(toy):
+    with pytest.raises(ValueError, match="already registered"):
+        register_method(FederatedMethod("toy_sign", METHOD.build))
+    with pytest.raises(ValueError, match="taken by the setting method.mask"):
+        register_method(FederatedMethod("mask", METHOD.build))
+    with pytest.raises(ValueError, match="compare rows \\['toy_sign_wide'\\] already belong"):
+        register_method(FederatedMethod("other", METHOD.build, variants={"toy_sign_wide": []}))
+    with pytest.raises(ValueError, match="not valid: use lowercase"):
+        FederatedMethod("Toy Sign", METHOD.build)
+    with pytest.raises(ValueError, match="built in"):
+        unregister_method("fedavg")
+
+
+def test_a_build_that_returns_something_else_is_named(toy):
+    register_method(FederatedMethod("toy_broken", lambda context: "not parts"))
+    try:
+        with pytest.raises(TypeError, match="method 'toy_broken': build returned str, expected MethodParts"):
+            build_method("toy_broken", torch.nn.Linear(2, 2))
+    finally:
+        unregister_method("toy_broken")
+    assert isinstance(build_method("toy_sign", torch.nn.Linear(2, 2)), MethodParts)
+
+
+def test_a_resumed_run_ends_where_an_uninterrupted_one_does(toy, tiny_config):
+    full = run_experiment(tiny_config("method.name=toy_sign", out="full"))
+    first = tiny_config("method.name=toy_sign", "train.rounds=2", out="stopped")
+    run_experiment(first)
+    resumed = run_experiment(tiny_config("method.name=toy_sign", f"resume={first.output_dir}", out="stopped"))
+    assert resumed["rounds"] == 3 and resumed["global_model_sha256"] == full["global_model_sha256"]
+
+
+def test_compare_runs_its_rows(toy, tmp_path):
+    overrides = [*TINY, "train.rounds=2", "train.local_epochs=1", f"output_dir={tmp_path / 'cmp'}"]
+    paths = compare(None, CompareSettings(["toy_sign", "toy_sign_wide", "fedavg"], [0]), overrides)
+    table = paths["md"].read_text()
+    assert "| toy_sign |" in table and "| toy_sign_wide |" in table and "| fedavg |" in table
+    runs = {row: json.loads((tmp_path / "cmp" / row / "seed_0" / "metrics.json").read_text()) for row in ("toy_sign", "toy_sign_wide")}
+    assert runs["toy_sign_wide"]["config"]["method"]["toy_sign"]["scale"] == 2
+    assert runs["toy_sign"]["global_model_sha256"] != runs["toy_sign_wide"]["global_model_sha256"]
+
+
+def _entry_point(where: Path) -> dict[str, str]:
+    """An installed package declaring the toy method as a ``fedmrn_pl.methods`` entry point; the env that sees it."""
+    info = where / "toy_plugin-0.1.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: toy-plugin\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[fedmrn_pl.methods]\ntoy_sign = tests.methods.toy_method:METHOD\n")
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(where), str(ROOT), os.environ.get("PYTHONPATH", "")])}
+
+
+@pytest.mark.slow
+def test_an_installed_plugin_runs_from_the_cli_and_on_two_ranks_like_one_process(tmp_path):
+    env = _entry_point(tmp_path / "site")
+    overrides = ["data.name=digits", "data.num_clients=6", "train.clients_per_round=4", "train.rounds=2",
+                 "train.local_epochs=1", "progress=false", "method.name=toy_sign", "method.toy_sign.scale=2"]  # fmt: skip
+    ranks, one = fit_on_two_ranks_and_one(tmp_path, overrides, env)
+    assert ranks["world_size"] == 2 and ranks["global_model_sha256"] == one["global_model_sha256"]
+    assert one["method"] == "toy_sign" and not any(r["dropped_clients"] for r in one["per_round"])
+    bad = subprocess.run([sys.executable, "-m", "fedmrn_pl", "fit", "method.name=toy_sign", "method.toy_sign.scale=-1"],
+                         capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path)  # fmt: skip
+    assert bad.returncode == 2 and bad.stderr.strip() == "error: method.toy_sign.scale=-1.0 is not valid; it must be >= 1"
