@@ -26,6 +26,9 @@ class Strategy(ABC):
     """Base class: ``aggregate(server_round, global_state, updates) -> new state | None``."""
 
     name = "strategy"
+    # True for a strategy whose clients upload masks over seeded noise (FedMRN): the trainer then needs a
+    # MaskingConfig and issues noise; any other strategy gets dense (or compressed) updates and masking=None.
+    aggregates_masked_noise = False
 
     @abstractmethod
     def aggregate(
@@ -88,6 +91,7 @@ class FedMRN(Strategy):
     """``w <- w + sum_k (N_k / N) n_k * m_k`` for masked weights; dense tensors averaged."""
 
     name = "fedmrn"
+    aggregates_masked_noise = True
 
     def __init__(self) -> None:
         self.fixed_rows: dict[str, tuple[int, ...]] = {}  # rows no mask may move (embedding padding rows)

@@ -44,7 +44,7 @@ from fedmrn_pl.federated.run_config import describe_run
 from fedmrn_pl.federated.restore import check_against_run, section
 from fedmrn_pl.federated.sampling import sample_clients
 from fedmrn_pl.federated.server_optimizers import PlainUpdate, ServerOptimizer
-from fedmrn_pl.federated.strategies import FedMRN, Strategy
+from fedmrn_pl.federated.strategies import Strategy
 from fedmrn_pl.federated.distributed import DEFAULT_TIMEOUT_SECONDS, Ranks, clients_of_rank, local_device_index
 from fedmrn_pl.console import show_library_logs
 from fedmrn_pl.data.partition import format_partition_stats
@@ -139,8 +139,12 @@ class FederatedTrainer:
         dense_sync_every: int = 10,
         server_optimizer: ServerOptimizer | None = None,
     ) -> None:
-        if isinstance(strategy, FedMRN) != (masking is not None):
-            raise ValueError("FedMRN needs a MaskingConfig and dense strategies need masking=None")
+        if strategy.aggregates_masked_noise != (masking is not None):
+            raise ValueError(
+                f"strategy {strategy.name!r} "
+                + ("aggregates masked noise and needs a MaskingConfig" if strategy.aggregates_masked_noise else
+                   "takes dense or compressed updates and needs masking=None")
+            )  # fmt: skip
         for name, value, low in (
             ("rounds", rounds, 1),
             ("local_epochs", local_epochs, 1),

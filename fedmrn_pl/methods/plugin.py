@@ -90,13 +90,11 @@ class MethodParts:
     ``callbacks`` go to ``FederatedTrainer(callbacks=...)``; the trainer runs an
     ``UpdateTransform`` among them after the user's hooks and right before the wire
     encodes the update, and adds each callback's ``configure_local_callbacks()`` to every
-    local ``lightning.Trainer``. ``masked``: clients train masked noise (FedMRN), so the
-    trainer needs a ``MaskingConfig``.
+    local ``lightning.Trainer``.
     """
 
     strategy: Strategy
     callbacks: list[FederatedCallback] = field(default_factory=list)
-    masked: bool = False
 
 
 @dataclass(frozen=True)
@@ -116,7 +114,8 @@ class FederatedMethod:
             (``method.downlink=masks``); None: always.
         server_optimizer: whether a server optimizer (``server.optimizer``) may step the
             aggregate; False for a strategy whose state is not a model (FedPM).
-        masked: clients train FedMRN's masked noise (the config's masking settings apply).
+        masked: clients train FedMRN's masked noise: the config's masking settings apply, and
+            the strategy must aggregate masked noise (``Strategy.aggregates_masked_noise``).
         variants: its rows in ``fedmrn-pl compare``, ``{row name: overrides}``, each on top of
             ``method.name=<name>``; None: one row named after the method.
     """

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from fedmrn_pl import ConfigError, build_trainer, load_config, run_experiment
+from fedmrn_pl import ConfigError, FedMRN, Strategy, build_trainer, load_config, run_experiment
 from fedmrn_pl.compare import CompareSettings, compare
 from fedmrn_pl.methods import FederatedMethod, MethodParts, build_method, method_names, register_method, unregister_method
 
@@ -110,3 +110,45 @@ def test_an_installed_plugin_runs_from_the_cli_and_on_two_ranks_like_one_process
     bad = subprocess.run([sys.executable, "-m", "fedmrn_pl", "fit", "method.name=toy_sign", "method.toy_sign.scale=-1"],
                          capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path)  # fmt: skip
     assert bad.returncode == 2 and bad.stderr.strip() == "error: method.toy_sign.scale=-1.0 is not valid; it must be >= 1"
+
+
+class DampedFedMRN(Strategy):
+    """A plugin's own strategy over masked noise: half of FedMRN's step (not a FedMRN subclass)."""
+
+    name = "damped_fedmrn"
+    aggregates_masked_noise = True
+
+    def __init__(self) -> None:
+        self.inner = FedMRN()
+
+    def setup(self, module: torch.nn.Module) -> None:
+        self.inner.setup(module)
+
+    def aggregate(self, server_round, global_state, updates):
+        new = self.inner.aggregate(server_round, global_state, updates)
+        return None if new is None else {k: (global_state[k] + new[k]) / 2 if k in updates[0].masks else new[k] for k in new}
+
+
+def test_a_plugin_strategy_that_aggregates_masked_noise_trains_with_the_masking_settings(tiny_config):
+    damped = FederatedMethod("damped_fedmrn", lambda context: MethodParts(DampedFedMRN()), masked=True)
+    register_method(damped)
+    try:
+        summary = run_experiment(tiny_config("method.name=damped_fedmrn", "method.mask=binary", out="damped"))
+    finally:
+        unregister_method("damped_fedmrn")
+    plain = run_experiment(tiny_config("method.name=fedmrn", out="plain"))
+    assert summary["method"] == "damped_fedmrn-binary" and not any(r["dropped_clients"] for r in summary["per_round"])
+    assert summary["global_model_sha256"] != plain["global_model_sha256"]
+    assert summary["uplink_bytes"] < summary["dense_uplink_bytes"] / 10  # masks, not weights
+
+
+def test_a_strategy_and_masking_that_do_not_match_are_refused():
+    from fedmrn_pl import ClassificationTask, FedAvg, FederatedDataModule, FederatedTrainer, MaskingConfig, build_model
+
+    data = FederatedDataModule("digits", num_clients=4, seed=0)
+    data.setup()
+    module = ClassificationTask(build_model("cnn4", in_channels=1, num_classes=10, image_size=8, seed=0), 10)
+    with pytest.raises(ValueError, match="strategy 'fedavg' takes dense or compressed updates and needs masking=None"):
+        FederatedTrainer(module, data, FedAvg(), MaskingConfig(), clients_per_round=2)
+    with pytest.raises(ValueError, match="strategy 'damped_fedmrn' aggregates masked noise and needs a MaskingConfig"):
+        FederatedTrainer(module, data, DampedFedMRN(), None, clients_per_round=2)

@@ -13,7 +13,7 @@ from fedmrn_pl.methods.plugin import FederatedMethod, MethodContext, MethodParts
 def _build(context: MethodContext) -> MethodParts:
     from fedmrn_pl.federated.strategies import FedMRN
 
-    return MethodParts(FedMRN(), masked=True)
+    return MethodParts(FedMRN())
 
 
 _BINARY = "method.mask=binary"
