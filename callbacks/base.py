@@ -11,7 +11,7 @@ Callbacks see the trainer through :class:`FederatedRun`, the part of
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 import torch
@@ -50,6 +50,12 @@ class FederatedRun(Protocol):
 
     def run_config(self) -> dict[str, Any]:
         """The run's settings as plain data: module hparams, masking, trainer settings."""
+        ...
+
+    def round_requests(
+        self, server_round: int, client_ids: Sequence[int], states: Mapping[int, bytes] | None = None
+    ) -> list[FitRequest]:
+        """The round's requests for ``client_ids``, before any client hook (what a remote client runner sends)."""
         ...
 
 

@@ -1,228 +1,102 @@
 """The Flower app on a real federation: a SuperLink and SuperNodes on 127.0.0.1, runs submitted with ``flwr run``.
 
-Every process is started here, on free ports, with a temporary ``FLWR_HOME``, and
-stopped (with the processes it started) when the test ends, pass or fail.
+The deployment tests share one SuperLink and its SuperNodes (under xdist, one per worker
+that runs them): each run has its own run id and output directory. Each run's sha is compared
+with ``fedmrn-pl fit`` on the same config. Bytes on the real wire are measured by
+``python -m benchmarks.bench_flower_wire``.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import shlex
-import signal
-import socket
-import subprocess
-import sys
 import time
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 pytest.importorskip("flwr", reason="the flower extra is not installed: pip install -e '.[flower]'")
 
-from fedmrn_pl.config import load_config  # noqa: E402
-from fedmrn_pl.experiment import run_experiment  # noqa: E402
+from filelock import FileLock  # noqa: E402
+
 from fedmrn_pl.flower import APP_DIR  # noqa: E402
+from fedmrn_pl.run_directory import LOCK_NAME  # noqa: E402
+from tests.flower_federation import TINY, Federation, fit_sha, running_federation  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
-BIN = Path(sys.executable).parent
-TINY = "data.name=digits data.num_clients=3 train.clients_per_round=2 train.rounds=2 train.local_epochs=1 progress=false"
-RUN_SECONDS = 240  # the longest a tiny run may take on 2 busy cores
+SUPERNODES = 3
+FEDMRN = f"{TINY} method.name=fedmrn"  # the deployment's and the simulation's: one reference fit
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _descendants(pid: int) -> list[int]:
-    """The processes ``pid`` started, and theirs (read from /proc before they are reparented)."""
-    children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
-    found, todo = [], [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found.append(child)
-            todo.append(child)
-    return found
-
-
-class Federation:
-    """A SuperLink and SuperNodes on 127.0.0.1, and the ``flwr`` CLI pointed at them through a temporary FLWR_HOME."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.home = root / "flwr-home"
-        self.home.mkdir(parents=True)
-        self.env = {**os.environ, "FLWR_HOME": str(self.home), "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-        self.env = {k: v for k, v in self.env.items() if not k.startswith(("PYTEST_", "COV_"))}
-        self.processes: dict[str, subprocess.Popen] = {}
-        self.address = ""
-
-    def start(self, name: str, *command: str) -> subprocess.Popen:
-        log = open(self.root / f"{name}.log", "wb")
-        process = subprocess.Popen([str(BIN / command[0]), *command[1:]], env=self.env, stdout=log, stderr=subprocess.STDOUT)
-        self.processes[name] = process
-        return process
-
-    def start_superlink(self, *extra: str) -> None:
-        port = free_port()
-        self.address = f"127.0.0.1:{port}"
-        self.start("superlink", "flower-superlink", "--host", "127.0.0.1", "--port", str(port),
-                   "--disable-runtime-dependency-installation", *extra)  # fmt: skip
-        self.wait_for_log("superlink", "Uvicorn running on")
-
-    def start_supernode(self, partition_id: int, *extra: str) -> subprocess.Popen:
-        name = f"supernode-{partition_id}"
-        process = self.start(name, "flower-supernode", "--superlink", self.address, "--port", str(free_port()),
-                             "--node-config", f"partition-id={partition_id}", *extra)  # fmt: skip
-        return process
-
-    def start_insecure(self, supernodes: int) -> None:
-        """A SuperLink and SuperNodes holding clients 0 .. supernodes-1, without TLS, and the CLI's connection."""
-        self.start_superlink("--insecure")
-        for partition_id in range(supernodes):
-            self.start_supernode(partition_id, "--insecure")
-        self.connect()
-
-    def connect(self, name: str = "test", **settings: object) -> str:
-        """Write a SuperLink connection into config.toml (insecure unless settings say otherwise)."""
-        settings = {"address": self.address, "insecure": True, **settings}
-        lines = [f'[superlink]\ndefault = "{name}"\n', f"[superlink.{name}]"]
-        lines += [f"{key} = {json.dumps(value)}" for key, value in settings.items()]
-        (self.home / "config.toml").write_text("\n".join(lines) + "\n")
-        return name
-
-    def submit(self, app: Path, run_config: Mapping[str, object], connection: str = "test", *extra: str) -> int:
-        """``flwr run``; returns the run id."""
-        values = " ".join(f"{key}={json.dumps(value)}" for key, value in run_config.items())
-        done = self.flwr("run", str(app), connection, "--format", "json", "--run-config", values, *extra)
-        return int(json.loads(done.stdout)["run-id"])
-
-    def flwr(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-        done = subprocess.run([str(BIN / "flwr"), *args], env=self.env, capture_output=True, text=True, timeout=60)
-        if check and done.returncode:
-            raise AssertionError(f"flwr {shlex.join(args)} failed:\n{done.stdout}\n{done.stderr}")
-        return done
-
-    def status(self, run_id: int, connection: str = "test") -> str:
-        done = self.flwr("ls", connection, "--run-id", str(run_id), "--format", "json")
-        return json.loads(done.stdout)["runs"][0]["status"]
-
-    def wait_for_run(self, run_id: int, metrics: Path, connection: str = "test", timeout: float = RUN_SECONDS) -> dict:
-        """Wait for the run's metrics.json; fail with the ServerApp's log if the run fails or times out."""
-        deadline, checked = time.monotonic() + timeout, time.monotonic()
-        while not metrics.is_file():
-            if time.monotonic() > deadline or (time.monotonic() - checked > 10 and self._finished(run_id, connection)):
-                raise AssertionError(f"run {run_id} gave no {metrics}:\n{self.logs(run_id, connection)}")
-            checked = checked if time.monotonic() - checked <= 10 else time.monotonic()
-            time.sleep(0.5)
-        time.sleep(0.2)  # written atomically; the run is finishing
-        return json.loads(metrics.read_text())
-
-    def _finished(self, run_id: int, connection: str) -> bool:
-        return self.status(run_id, connection).startswith("finished")
-
-    def logs(self, run_id: int, connection: str = "test") -> str:
-        listed = self.flwr("ls", connection, "--run-id", str(run_id), "--format", "json", check=False)
-        shown = self.flwr("log", str(run_id), connection, "--show", check=False)
-        nodes = "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-3000:]}" for p in sorted(self.root.glob("*.log")))
-        return f"{listed.stdout[-1500:]}\n{shown.stdout[-6000:]}\n{shown.stderr[-2000:]}\n{nodes}"
-
-    def wait_for_log(self, name: str, text: str, timeout: float = 60) -> None:
-        path, deadline = self.root / f"{name}.log", time.monotonic() + timeout
-        while text not in path.read_text(errors="replace"):
-            if self.processes[name].poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"{name} did not log {text!r}:\n{path.read_text(errors='replace')[-3000:]}")
-            time.sleep(0.2)
-
-    def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
-        process = self.processes[name]
-        family = _descendants(process.pid)
-        process.send_signal(sig)
-        for pid in family:
-            try:
-                os.kill(pid, sig)
-            except ProcessLookupError:
-                pass
-        process.wait(timeout=30)
-
-    def stop(self) -> None:
-        """Stop every process started here and those they started: politely, then for good."""
-        family = {name: [p.pid, *_descendants(p.pid)] for name, p in self.processes.items() if p.poll() is None}
-        for process in self.processes.values():
-            if process.poll() is None:
-                process.terminate()
-        deadline = time.monotonic() + 10
-        for process in self.processes.values():
-            try:
-                process.wait(timeout=max(deadline - time.monotonic(), 0.1))
-            except subprocess.TimeoutExpired:
-                pass
-        for pids in family.values():
-            for pid in pids:
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-        for process in self.processes.values():
-            if process.poll() is None:
-                process.wait(timeout=10)
-
-
-@contextmanager
-def running_federation(root: Path) -> Iterator[Federation]:
-    """A ``Federation`` whose processes are stopped when the block ends, however it ends."""
-    federation = Federation(root)
-    try:
-        yield federation
-    finally:
-        federation.stop()
-
-
-@pytest.fixture
-def federation(tmp_path: Path) -> Iterator[Federation]:
-    with running_federation(tmp_path) as running:
+@pytest.fixture(scope="module")
+def federation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Federation]:
+    """A SuperLink and SuperNodes holding clients 0-2, shared: starting them costs some 7 CPU seconds."""
+    with running_federation(tmp_path_factory.mktemp("federation")) as running:
+        running.start_insecure(SUPERNODES)
         yield running
 
 
-def reference_sha(overrides: str, output_dir: Path) -> str:
-    """``fedmrn-pl fit`` with the same config, in this process."""
-    summary = run_experiment(load_config(None, [*shlex.split(overrides), f"output_dir={output_dir}"]))
-    return summary["global_model_sha256"]
-
-
-def test_fedmrn_and_fedavg_through_a_superlink_and_supernodes_match_fit(federation: Federation, tmp_path: Path) -> None:
-    federation.start_insecure(supernodes=3)
-    runs = {}
-    for method in ("fedmrn", "fedavg"):
-        overrides = f"{TINY} method.name={method}"
-        output_dir = tmp_path / f"flower-{method}"
+def test_fedmrn_fedavg_and_ef_signsgd_through_a_superlink_and_supernodes_match_fit(federation: Federation, tmp_path: Path) -> None:
+    runs = []
+    # FedAvg's dense payload needs one reply to show it crosses intact; FedMRN's runs show rounds and averaging.
+    fedavg = f"{TINY} method.name=fedavg train.rounds=1 train.clients_per_round=1"
+    # Error feedback: each request carries the client's residual from its last round, sent to all nodes at once.
+    ef_signsgd = f"{TINY} method.name=ef_signsgd"
+    for overrides, rounds in ((FEDMRN, 2), (fedavg, 1), (ef_signsgd, 2)):
+        output_dir = tmp_path / f"flower-{len(runs)}"
         run_id = federation.submit(APP_DIR, {"overrides": f"{overrides} output_dir={output_dir}"})
-        runs[method] = (run_id, overrides, output_dir)
-    for method, (run_id, overrides, output_dir) in runs.items():
-        metrics = federation.wait_for_run(run_id, output_dir / "metrics.json")
-        assert metrics["rounds"] == 2 and not metrics["dropped_clients"], federation.logs(run_id)
-        expected = reference_sha(overrides, tmp_path / f"fit-{method}")
-        assert metrics["global_model_sha256"] == expected, (method, federation.logs(run_id))
+        runs.append((overrides, rounds, run_id, output_dir))
+    for overrides, rounds, run_id, output_dir in runs:
+        metrics = federation.wait_for_run(run_id, output_dir)
+        assert metrics["rounds"] == rounds and not metrics["dropped_clients"], federation.logs(run_id)
+        assert metrics["global_model_sha256"] == fit_sha(overrides), (overrides, federation.logs(run_id))
         assert (output_dir / "checkpoint.pt").is_file() and (output_dir / "accuracy_vs_round.png").is_file()
+        # What the SuperNodes sent for the run, as the SuperLink counts it: the payloads, each in one object, and
+        # a fixed envelope per reply (train replies and each node's answer to the query).
+        if "ef_signsgd" in overrides:  # its replies also carry each client's residual back (not uplink: see flower.md)
+            continue
+        replies = sum(len(r["clients"]) for r in metrics["per_round"]) + SUPERNODES
+        payload = sum(r["uplink/bytes"] for r in metrics["per_round"])
+        envelope = (federation.run_info(run_id)["network-traffic"]["inbound-bytes"] - payload) / replies
+        assert 0 < envelope < 2000, (overrides, envelope)
 
 
-def test_the_simulation_engine_matches_fit(federation: Federation, tmp_path: Path) -> None:
+def test_a_restarted_serverapp_resumes_from_its_checkpoint_with_the_same_model(federation: Federation, tmp_path: Path) -> None:
+    output_dir = tmp_path / "run"
+    overrides = f"{TINY} train.rounds=3 train.clients_per_round=1"  # one client a round: resuming is the point
+    run_config = {"overrides": f"{overrides} output_dir={output_dir}"}
+    # A stopped ServerApp may still be waiting on replies and the SuperLink starts the next run after it
+    # exits: a short reply-timeout keeps that wait well inside the second run's.
+    first = federation.submit(APP_DIR, {**run_config, "reply-timeout": 60.0})
+    checkpoint, deadline = output_dir / "checkpoint.pt", time.monotonic() + 240
+    while not checkpoint.is_file():
+        assert time.monotonic() < deadline, federation.logs(first)
+        time.sleep(0.2)
+    federation.flwr("stop", str(first), "test")  # the ServerApp stops after round 1 (or 2), keeping its checkpoint
+    while not (status := federation.status(first)).startswith("finished"):
+        time.sleep(1)
+    assert status == "finished:stopped"
+    # The stopped ServerApp may still be writing what it keeps; it holds the run directory's lock until it exits.
+    with FileLock(output_dir / LOCK_NAME, timeout=180):
+        pass
+    metrics_file = output_dir / "metrics.json"
+    metrics_file.unlink(missing_ok=True)
+    second = federation.submit(APP_DIR, {**run_config, "resume": True})
+    metrics = federation.wait_for_run(second, output_dir)
+    assert metrics["rounds"] == 3, federation.logs(second)
+    assert "resumed from" in federation.flwr("log", str(second), "test", "--show").stdout, federation.logs(second)
+    assert metrics["global_model_sha256"] == fit_sha(overrides)
+    assert json.loads(metrics_file.read_text())["per_round"][0]["round"] == 1
+
+
+def test_the_simulation_engine_matches_fit(tmp_path: Path) -> None:
     pytest.importorskip("ray", reason="Flower's simulation engine needs the flwr[simulation] extra (ray)")
-    federation.start_superlink("--insecure", "--simulation")
-    federation.connect()
-    output_dir = tmp_path / "simulation"
-    run_id = federation.submit(APP_DIR, {"overrides": f"{TINY} output_dir={output_dir}"}, "test",
-                               "--federation-config", "num-supernodes=3")  # fmt: skip
-    metrics = federation.wait_for_run(run_id, output_dir / "metrics.json")
-    assert metrics["global_model_sha256"] == reference_sha(TINY, tmp_path / "fit"), federation.logs(run_id)
+    with running_federation(tmp_path) as federation:
+        federation.start_superlink("--insecure", "--simulation")
+        federation.connect()
+        output_dir = tmp_path / "simulation"
+        run_id = federation.submit(APP_DIR, {"overrides": f"{FEDMRN} output_dir={output_dir}"}, "test",
+                                   "--federation-config", f"num-supernodes={SUPERNODES}")  # fmt: skip
+        metrics = federation.wait_for_run(run_id, output_dir)
+        assert metrics["global_model_sha256"] == fit_sha(FEDMRN), federation.logs(run_id)

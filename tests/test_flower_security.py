@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
 from cryptography.x509.oid import NameOID  # noqa: E402
 
 from fedmrn_pl.flower import APP_DIR  # noqa: E402
-from tests.test_flower import TINY, Federation, _descendants, reference_sha, running_federation  # noqa: E402
+from tests.flower_federation import TINY, Federation, descendants, fit_sha, running_federation  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -103,15 +103,16 @@ def test_over_tls_only_registered_supernodes_join_and_the_run_matches_fit(federa
         federation.start_supernode(partition_id, *tls, "--auth-supernode-private-key", str(keys[f"node-{partition_id}"][0]))
     federation.start_supernode(2, *tls, "--auth-supernode-private-key", str(keys["intruder"][0]), "--max-retries", "2")
     output_dir = tmp_path / "run"
-    overrides = f"{TINY} data.num_clients=2 output_dir={output_dir}"
-    run_id = federation.submit(APP_DIR, {"overrides": overrides, "node-timeout": 30.0})
-    metrics = federation.wait_for_run(run_id, output_dir / "metrics.json")
+    # One round of one client: both nodes answer the ServerApp's query, one trains; more would repeat it.
+    overrides = f"{TINY} data.num_clients=2 train.rounds=1 train.clients_per_round=1"
+    run_id = federation.submit(APP_DIR, {"overrides": f"{overrides} output_dir={output_dir}", "node-timeout": 30.0})
+    metrics = federation.wait_for_run(run_id, output_dir)
     assert not metrics["dropped_clients"], federation.logs(run_id)
-    assert metrics["global_model_sha256"] == reference_sha(f"{TINY} data.num_clients=2", tmp_path / "fit")
+    assert metrics["global_model_sha256"] == fit_sha(overrides)
     # The SuperLink refuses the key it does not know; the intruder never gets a node id and only retries.
-    assert "No SuperNode found with the given public key" in (tmp_path / "superlink.log").read_text()
-    assert "SuperNode ID" not in (tmp_path / "supernode-2.log").read_text()
-    assert "SuperNode ID" in (tmp_path / "supernode-0.log").read_text()
+    federation.wait_for_log("superlink", "No SuperNode found with the given public key")
+    assert "SuperNode ID" not in federation.log_text("supernode-2")
+    assert "SuperNode ID" in federation.log_text("supernode-0")
     pids = [pid for process in federation.processes.values() if process.poll() is None
-            for pid in (process.pid, *_descendants(process.pid))]  # fmt: skip
+            for pid in (process.pid, *descendants(process.pid))]  # fmt: skip
     assert listening_addresses(pids) <= {"127.0.0.1"}, listening_addresses(pids)

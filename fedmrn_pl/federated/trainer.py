@@ -362,17 +362,31 @@ class FederatedTrainer:
     ) -> list[FitResult]:
         """Train ``client_ids`` one after another in this process; client hooks run here."""
         results = []
+        for request in self.round_requests(server_round, client_ids, states):
+            self._call_client("on_client_fit_start", request)
+            result = self.client.fit(self.global_state, request)
+            if result.dropped is not None:
+                log.warning("round %d: client %d dropped, %s", server_round, request.client_id, result.dropped)
+            self._call_client("on_client_fit_end", result)
+            results.append(result)
+        return results
+
+    def round_requests(
+        self, server_round: int, client_ids: Sequence[int], states: Mapping[int, bytes] | None = None
+    ) -> list[FitRequest]:
+        """The requests of ``client_ids`` this round, before any client hook (``SeedSync`` issues their seeds).
+
+        Each carries the client's sample count, its private state from ``states`` and the
+        round's noise scales; a client runner that sends requests elsewhere (Flower) builds
+        them here, so they are what the in-process clients get.
+        """
+        requests = []
         for client_id in client_ids:
             request = FitRequest(server_round, client_id, self.data.client_num_examples(client_id))
             request.client_state = (states or {}).get(client_id)
             request.noise_scales = dict(self.issued_noise_scales) or None
-            self._call_client("on_client_fit_start", request)
-            result = self.client.fit(self.global_state, request)
-            if result.dropped is not None:
-                log.warning("round %d: client %d dropped, %s", server_round, client_id, result.dropped)
-            self._call_client("on_client_fit_end", result)
-            results.append(result)
-        return results
+            requests.append(request)
+        return requests
 
     # ------------------------------------------------------------ server side
     def _receive(self, results: list[FitResult]) -> list[FitResult]:

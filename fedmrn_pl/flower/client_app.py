@@ -90,6 +90,9 @@ def train_client(trainer: FederatedTrainer, model: bytes, request: FitRequest) -
         state = decode_model(model, trainer.global_state, request.server_round)
     except PayloadError as error:
         return FitResult(request, dropped=f"invalid global model from the server: {error}")
+    # The node's trainer holds the server's model for this round, as a torchrun rank does after the round's
+    # broadcast: client hooks read it (a compressor's delta is w_k minus the global model).
+    trainer.global_state = state
     threads = torch.get_num_threads()
     if trainer.threads is not None:  # as FederatedTrainer.fit: CPU sums depend on the thread count
         torch.set_num_threads(trainer.threads)

@@ -4,8 +4,9 @@
 trainer samples, issues seeds (``SeedSync``), validates payloads (``MaskPacking.unpack``),
 aggregates, evaluates and writes its files exactly as in ``fedmrn-pl fit``; only the
 local fit happens on a SuperNode. The round's requests are sent to all its SuperNodes
-at once when the round starts, so the nodes train in parallel; a request that differs
-from the one sent (a client state, say) is sent again when the trainer asks for it.
+at once when the round starts, built by the trainer's ``round_requests`` (error-feedback
+residuals included), so the nodes train in parallel; a request that differs from the one
+sent is sent again when the trainer asks for it.
 
 Which SuperNode trains which client: each node says which client it holds (its node
 config's ``partition-id``); nodes that do not say take the remaining client ids in
@@ -104,16 +105,13 @@ class FlowerClients(FederatedCallback):
         trainer.client = self
 
     def on_round_start(self, trainer: Any, server_round: int, client_ids: list[int]) -> None:
-        """Send every sampled client its request at once, with the seed ``SeedSync`` issues."""
+        """Send every sampled client its request at once (its private state included), with the seed ``SeedSync`` issues."""
         self._sent, self._sent_state = {}, trainer.global_state
         seeding = [callback for callback in trainer.callbacks if isinstance(callback, SeedSync)]
-        requests = []
-        for client_id in client_ids:
-            request = FitRequest(server_round, client_id, trainer.data.client_num_examples(client_id))
-            request.noise_scales = dict(trainer.issued_noise_scales) or None
+        requests = trainer.round_requests(server_round, client_ids, trainer.client_states.of_clients(client_ids))
+        for request in requests:
             for callback in seeding:
                 callback.on_client_fit_start(trainer, request)
-            requests.append(request)
         sent = self._send(requests, trainer.global_state)
         self._sent = {request.client_id: one for request, one in zip(requests, sent) if one is not None}
 
