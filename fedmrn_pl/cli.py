@@ -319,12 +319,18 @@ class _HelpParser(argparse.ArgumentParser):
 def _fit_epilog() -> str:
     """``fit --help``'s reference: every config key with its default and choices, read from the schema."""
     from fedmrn_pl.config import bundled_config_path, describe_keys
+    from fedmrn_pl.methods.registry import registered_methods
 
     bundled = bundled_config_path().parent
+    methods = registered_methods()
+    width = max(map(len, methods))
     return "\n".join([
         "config keys as key=default (the bundled configs/default.yaml); '|' lists a key's other choices.",
         "Override any key as section.key=value:",
         describe_keys(),
+        "",
+        "methods (method.name=...):",
+        *(f"  {name:<{width}}  {method.summary}" for name, method in methods.items()),
         "",
         f"bundled configs (--config FILE), in {bundled}:",
         "  " + "  ".join(sorted(path.name for path in bundled.glob("*.yaml"))),

@@ -238,6 +238,11 @@ def method_settings(config: DictConfig) -> Any:
     method = get_method(config.method.name)
     if method.settings is None:
         return None
+    if method.name not in config.method:
+        raise ConfigError(
+            f"the config has no method.{method.name} section: it was loaded before method {method.name!r} was "
+            "registered; call load_config after register_method"
+        )
     return OmegaConf.to_object(config.method[method.name])
 
 
@@ -250,27 +255,15 @@ def run_facts(config: DictConfig) -> RunFacts:
 
 
 def _check_method(config: DictConfig) -> None:
-    """The method is registered, and its settings can work with this run (its own ``check``, then the shared rules)."""
+    """The method is registered, and its settings can work with this run (``FederatedMethod.validate``)."""
     try:
         method = get_method(config.method.name)
     except ValueError as error:
         raise ConfigError(f"method.name: {error}") from None
-    settings, run = method_settings(config), run_facts(config)
-    if method.check is not None:
-        try:
-            method.check(settings, run)
-        except ValueError as error:
-            raise ConfigError(str(error)) from None
-    if config.method.downlink != DownlinkMode.dense and not method.can_replay(settings, run):
-        raise ConfigError(
-            f"method.downlink={config.method.downlink} is not valid with method.name={method.name}: clients cannot "
-            f"replay its aggregate from the round messages; use method.downlink=dense"
-        )
-    if config.server.optimizer != ServerOptimizerName.plain and not method.server_optimizer:
-        raise ConfigError(
-            f"server.optimizer={config.server.optimizer} is not valid with method.name={method.name}: its aggregate "
-            f"is not a model update a server optimizer can step; use server.optimizer=plain"
-        )
+    try:
+        method.validate(method_settings(config), run_facts(config))
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
 
 
 def _check_resolvable(config: DictConfig) -> None:
@@ -390,7 +383,8 @@ def _explain(error: OmegaConfBaseException, schema: DictConfig) -> str:
         sections = [name for name, method in registered_methods().items() if method.settings is not None]
         return (
             f"invalid config at {key!r}: neither a method setting nor the section of a registered method with "
-            f"settings; valid keys here: {valid}, sections: {sections}"
+            f"settings (if it is a plugin's, is the package that provides method {key.partition('.')[2]!r} "
+            f"installed?); valid keys here: {valid}, sections: {sections}"
         )
     return f"invalid config at {key!r}: {message}" + (f"; valid keys here: {valid}" if valid else "")
 
@@ -464,7 +458,7 @@ def describe_keys(config: DictConfig | None = None, width: int = 100) -> str:
             if not is_dataclass(hint)
         ]
         wrapped = textwrap.wrap("  ".join(items), width - 12, break_on_hyphens=False, break_long_words=False)
-        if len(label) > 9:  # a method's section: its label on a line of its own
+        if label.startswith("method.") and label != "method.":  # a method's section: its label on a line of its own
             lines.append(f"  {label}")
             label = ""
         lines += [f"  {label if index == 0 else '':<9} {line}" for index, line in enumerate(wrapped)]

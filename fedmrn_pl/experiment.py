@@ -179,10 +179,16 @@ def fixed_config(config: DictConfig, resolve: bool = True) -> dict[str, Any]:
     for key in _RESUMABLE_KEYS:
         section, _, leaf = key.rpartition(".")
         (fixed[section] if section else fixed).pop(leaf, None)
-    method = fixed["method"]  # other methods' sections do not shape this run (nor does installing a plugin)
+    return _own_method_section_only(fixed)
+
+
+def _own_method_section_only(config: dict[str, Any]) -> dict[str, Any]:
+    """``config`` without the other methods' sections: they do not shape this run, and a plugin installed or
+    removed since must neither change its fingerprint nor stop its config.yaml from loading."""
+    method = config["method"]
     for name in [key for key, value in method.items() if isinstance(value, dict) and key != method.get("name")]:
         del method[name]
-    return fixed
+    return config
 
 
 def run_fingerprint(config: DictConfig) -> str:
@@ -271,9 +277,9 @@ def _start_output_dir(config: DictConfig, output_dir: Path) -> None:
     except OSError as error:
         raise ConfigError(f"output_dir={str(output_dir)!r} cannot be created: {error.strerror}") from None
     remove_stale_temp_files(output_dir)
-    saved = config.copy()
-    saved.resume = None  # config.yaml describes the run; resuming is a choice of each invocation
-    OmegaConf.save(saved, output_dir / "config.yaml")
+    saved = _own_method_section_only(to_container(config, resolve=False))
+    saved["resume"] = None  # config.yaml describes the run; resuming is a choice of each invocation
+    OmegaConf.save(OmegaConf.create(saved), output_dir / "config.yaml")
 
 
 def run_experiment(config: DictConfig, callbacks: Sequence[FederatedCallback] = ()) -> dict[str, Any]:

@@ -24,7 +24,7 @@ from __future__ import annotations
 import dataclasses
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -44,8 +44,8 @@ class RunFacts:
     """The run settings a method's checks and builder may depend on (not the method's own)."""
 
     seed: int = 0
-    num_clients: int = 20
-    clients_per_round: int = 5
+    num_clients: int = 1  # with clients_per_round: full participation unless told (FedPM's reset period follows it)
+    clients_per_round: int = 1
     precision: str = "32-true"
     downlink: str = "dense"  # "dense" or "masks": masks means clients replay the aggregate
     server_optimizer: str = "plain"
@@ -104,8 +104,8 @@ class FederatedMethod:
     Args:
         name: ``method.name`` in the config; lowercase letters, digits and ``_``.
         build: ``context -> MethodParts``; imports its implementation when called.
-        summary: one line for ``fedmrn-pl fit --help`` and the docs.
-        settings: a dataclass of the method's own knobs (defaults for all), nested in the
+        summary: one line saying what a client uploads (``fedmrn-pl fit --help`` lists it).
+        settings: a dataclass of the method's own knobs (a default for each), nested in the
             config under ``method.<name>``; None when it has none.
         check: ``(settings, run) -> None``; raises ``ValueError`` naming the config key
             (``method.<name>.<key>``) when the settings cannot work with this run.
@@ -135,17 +135,16 @@ class FederatedMethod:
             raise ValueError(f"method name {self.name!r} is not valid: use lowercase letters, digits and _, e.g. 'rms_sign'")
         if not callable(self.build):
             raise TypeError(f"method {self.name!r}: build must be callable (context -> MethodParts)")
-        if self.settings is not None and not (isinstance(self.settings, type) and dataclasses.is_dataclass(self.settings)):
-            raise TypeError(f"method {self.name!r}: settings must be a dataclass type, got {self.settings!r}")
+        for hook in ("check", "replayable"):
+            if getattr(self, hook) is not None and not callable(getattr(self, hook)):
+                raise TypeError(f"method {self.name!r}: {hook} must be callable (settings, run) or None")
+        if self.settings is not None:
+            _check_settings_type(self.name, self.settings)
         for row, overrides in (self.variants or {}).items():
             if not _NAME.fullmatch(row) or isinstance(overrides, str) or not all("=" in o for o in overrides):
                 raise ValueError(
                     f"method {self.name!r}: compare row {row!r} must be a lowercase name with a list of key=value overrides"
                 )
-
-    def default_settings(self) -> Any:
-        """A settings instance with every default (None when the method has no settings)."""
-        return None if self.settings is None else self.settings()
 
     def compare_rows(self) -> dict[str, list[str]]:
         """``{row: overrides}`` for ``fedmrn-pl compare``, each starting with ``method.name=<name>``."""
@@ -155,3 +154,38 @@ class FederatedMethod:
     def can_replay(self, settings: Any, run: RunFacts) -> bool:
         """Whether clients can rebuild this method's aggregate from the round messages."""
         return True if self.replayable is None else bool(self.replayable(settings, run))
+
+    def validate(self, settings: Any, run: RunFacts) -> None:
+        """Its own ``check``, then the rules every method shares (the masks downlink, a server optimizer).
+
+        Raises:
+            ValueError: naming the config key and what would work.
+        """
+        if self.check is not None:
+            self.check(settings, run)
+        if run.downlink != "dense" and not self.can_replay(settings, run):
+            raise ValueError(
+                f"method.downlink={run.downlink} is not valid with method.name={self.name}: clients cannot replay "
+                f"its aggregate from the round messages; use method.downlink=dense"
+            )
+        if run.server_optimizer != "plain" and not self.server_optimizer:
+            raise ValueError(
+                f"server.optimizer={run.server_optimizer} is not valid with method.name={self.name}: its aggregate "
+                f"is not a model update a server optimizer can step; use server.optimizer=plain"
+            )
+
+
+def _check_settings_type(name: str, settings: Any) -> None:
+    """A method's settings must be a config section: a dataclass whose every field has a default and a config type."""
+    if not (isinstance(settings, type) and dataclasses.is_dataclass(settings)):
+        raise TypeError(f"method {name!r}: settings must be a dataclass type, got {settings!r}")
+    missing = [f.name for f in dataclasses.fields(settings) if f.default is MISSING and f.default_factory is MISSING]
+    if missing:
+        raise ValueError(f"method {name!r}: settings {settings.__name__} fields {missing} need defaults (a run may set none)")
+    from omegaconf import OmegaConf  # the config's own check of the field types, here so a bad plugin is named
+
+    try:
+        OmegaConf.structured(settings)
+    except Exception as error:
+        first = str(error).splitlines()[0]
+        raise ValueError(f"method {name!r}: settings {settings.__name__} cannot be a config section: {first}") from None

@@ -42,20 +42,24 @@ _RESERVED = frozenset({
 })  # fmt: skip
 
 _registry: dict[str, FederatedMethod] = {}
-_loaded = False
+_builtin_loaded = False
+_plugins_loaded = False
+_broken: dict[str, str] = {}  # entry points that failed to load: name -> why (refused when that method is asked for)
 
 
 def register_method(method: FederatedMethod, *, replace: bool = False) -> FederatedMethod:
     """Make ``method`` available as ``method.name=<name>`` (config, CLI, compare) and to ``build_method``.
 
     Returns ``method``, so a module can write ``METHOD = register_method(FederatedMethod(...))``.
+    A method registered here wins over an installed entry point of the same name (a script
+    that registers the method its own package also declares).
 
     Raises:
         TypeError: ``method`` is not a ``FederatedMethod``.
-        ValueError: the name is taken (pass ``replace=True`` to swap in a new version) or is a
-            setting of the config's method section.
+        ValueError: the name is taken (pass ``replace=True`` to swap in a new version), is a
+            setting of the config's method section or another method's compare row.
     """
-    _load()
+    _load_builtin()  # not the entry points: a plugin module registering itself may be one of them, mid-import
     return _add(method, replace)
 
 
@@ -65,8 +69,8 @@ def unregister_method(name: str) -> FederatedMethod:
     Raises:
         ValueError: no such method, or a built-in one.
     """
-    get_method(name)  # an unknown name is refused with the registered ones
-    if name in _BUILTIN:
+    method = get_method(name)  # an unknown name is refused with the registered ones
+    if method.build.__module__.startswith("fedmrn_pl.methods.builtin."):
         raise ValueError(f"method {name!r} is built in and cannot be unregistered")
     return _registry.pop(name)
 
@@ -80,31 +84,42 @@ def _add(method: Any, replace: bool, source: str = "register_method") -> Federat
     if existing is not None and existing is not method and not replace:
         raise ValueError(f"a method named {method.name!r} is already registered; choose another name or pass replace=True")
     rows = {row for other in _registry.values() if other.name != method.name for row in other.compare_rows()}
-    taken = sorted(rows & set(method.compare_rows()))
+    taken = sorted(rows & {method.name, *method.compare_rows()})
     if taken:
-        raise ValueError(f"method {method.name!r}: compare rows {taken} already belong to another method; rename them")
+        raise ValueError(f"method {method.name!r}: {taken} already name another method's compare rows; rename them")
     _registry[method.name] = method
     return method
 
 
+def _load_builtin() -> None:
+    global _builtin_loaded
+    if not _builtin_loaded:
+        for module in _BUILTIN:
+            _add(importlib.import_module(f"fedmrn_pl.methods.builtin.{module}").METHOD, replace=False)
+        _builtin_loaded = True
+
+
 def _load() -> None:
-    """Register the built-in methods, then the installed packages' entry points, once."""
-    global _loaded
-    if _loaded:
+    """Register the built-in methods, then the installed packages' entry points, once.
+
+    An entry point that fails to load is remembered with its reason, which the registry
+    gives when that method is asked for; the other methods still run.
+    """
+    global _plugins_loaded
+    _load_builtin()
+    if _plugins_loaded:
         return
-    _loaded = True
-    for module in _BUILTIN:
-        _add(importlib.import_module(f"fedmrn_pl.methods.builtin.{module}").METHOD, replace=False)
+    _plugins_loaded = True
     for point in entry_points(group=ENTRY_POINT_GROUP):
+        if point.name in _registry:  # registered in this process already (by itself, or by a script)
+            continue
         try:
-            loaded = point.load()
+            _add(point.load(), replace=False, source=f"the {ENTRY_POINT_GROUP} entry point {point.name!r}")
         except Exception as error:  # a broken plugin is named, not a traceback deep in an import
-            raise ImportError(
+            _broken[point.name] = (
                 f"the {ENTRY_POINT_GROUP} entry point {point.name!r} ({point.value}) failed to load: "
                 f"{type(error).__name__}: {error}"
-            ) from error
-        if loaded is not _registry.get(getattr(loaded, "name", None)):  # a module that registered itself already
-            _add(loaded, replace=False, source=f"the {ENTRY_POINT_GROUP} entry point {point.name!r}")
+            )
 
 
 def registered_methods() -> dict[str, FederatedMethod]:
@@ -125,6 +140,8 @@ def get_method(name: str) -> FederatedMethod:
         ValueError: no method has that name; the message lists those that do.
     """
     methods = registered_methods()
+    if name in _broken and name not in methods:
+        raise ValueError(f"method {name!r} is not available: {_broken[name]}")
     if name not in methods:
         raise ValueError(
             f"method {name!r} is not valid; choose one of {list(methods)} "
@@ -168,8 +185,7 @@ def build_method(
         settings = _settings_with(method, overrides)
     elif overrides:
         raise ValueError(f"give either settings= or keyword settings for method {name!r}, not both")
-    if method.check is not None:
-        method.check(settings, run)
+    method.validate(settings, run)
     parts = method.build(MethodContext(module, selector or ParameterSelector(), settings, run))
     if not isinstance(parts, MethodParts):
         raise TypeError(f"method {name!r}: build returned {type(parts).__name__}, expected MethodParts")

@@ -54,7 +54,7 @@ def test_a_name_taken_or_reserved_is_refused(toy):
         register_method(FederatedMethod("toy_sign", METHOD.build))
     with pytest.raises(ValueError, match="taken by the setting method.mask"):
         register_method(FederatedMethod("mask", METHOD.build))
-    with pytest.raises(ValueError, match="compare rows \\['toy_sign_wide'\\] already belong"):
+    with pytest.raises(ValueError, match="\\['toy_sign_wide'\\] already name another method's compare rows"):
         register_method(FederatedMethod("other", METHOD.build, variants={"toy_sign_wide": []}))
     with pytest.raises(ValueError, match="not valid: use lowercase"):
         FederatedMethod("Toy Sign", METHOD.build)
@@ -152,3 +152,93 @@ def test_a_strategy_and_masking_that_do_not_match_are_refused():
         FederatedTrainer(module, data, FedAvg(), MaskingConfig(), clients_per_round=2)
     with pytest.raises(ValueError, match="strategy 'damped_fedmrn' aggregates masked noise and needs a MaskingConfig"):
         FederatedTrainer(module, data, DampedFedMRN(), None, clients_per_round=2)
+
+
+def test_settings_that_cannot_be_a_config_section_are_refused_when_the_method_is_made():
+    from dataclasses import dataclass, field
+
+    @dataclass
+    class NoDefault:
+        x: float
+
+    @dataclass
+    class NotConfigurable:
+        hook: object = field(default_factory=lambda: print)
+
+    with pytest.raises(ValueError, match=r"method 'bad': settings NoDefault fields \['x'\] need defaults"):
+        FederatedMethod("bad", METHOD.build, settings=NoDefault)
+    with pytest.raises(ValueError, match="method 'bad': settings NotConfigurable cannot be a config section"):
+        FederatedMethod("bad", METHOD.build, settings=NotConfigurable)
+    with pytest.raises(ValueError, match=r"\['fedmrn_adam'\] already name another method's compare rows"):
+        register_method(FederatedMethod("fedmrn_adam", METHOD.build))
+
+
+def test_the_reserved_names_are_the_method_section_settings():
+    from dataclasses import fields
+
+    from fedmrn_pl.config import MethodConfig
+    from fedmrn_pl.methods.registry import _RESERVED
+
+    assert _RESERVED == {f.name for f in fields(MethodConfig)}
+
+
+def test_a_run_keeps_only_its_own_method_section_so_its_config_loads_without_other_plugins(toy, tiny_config):
+    config = tiny_config("train.rounds=1")
+    run_experiment(config)
+    saved = Path(config.output_dir) / "config.yaml"
+    assert "toy_sign" not in saved.read_text() and "fedpm" not in saved.read_text()
+    unregister_method("toy_sign")
+    try:
+        assert load_config(saved).method.name == "fedmrn"
+        with pytest.raises(ConfigError, match="is the package that provides method 'toy_sign' installed"):
+            load_config(saved, ["method.toy_sign.scale=2"])
+    finally:
+        register_method(METHOD)
+
+
+def test_a_config_loaded_before_the_method_was_registered_is_named():
+    config = load_config(None, [])
+    register_method(METHOD)
+    try:
+        config.method.name = "toy_sign"
+        with pytest.raises(ConfigError, match="no method.toy_sign section: it was loaded before method 'toy_sign' was registered"):
+            build_trainer(config)
+    finally:
+        unregister_method("toy_sign")
+
+
+SELF_REGISTERING = '''
+from fedmrn_pl.methods import FederatedMethod, MethodParts, register_method
+
+def build(context):
+    from fedmrn_pl.federated.strategies import FedAvg
+    return MethodParts(FedAvg())
+
+METHOD = register_method(FederatedMethod("selfreg", build))
+
+if __name__ == "__main__":
+    from fedmrn_pl.methods import method_names
+    print("script sees", method_names()[-2:])
+'''
+
+
+def test_entry_points_that_register_themselves_fail_to_load_or_are_also_registered_by_a_script(tmp_path):
+    site = tmp_path / "site"
+    info = site / "plugins-0.1.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: plugins\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[fedmrn_pl.methods]\nselfreg = selfreg:METHOD\nbroken = nosuchmodule:METHOD\n")
+    (site / "selfreg.py").write_text(SELF_REGISTERING)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")])}
+    probe = (
+        "import selfreg\n"  # registers itself while the registry would load it as an entry point
+        "from fedmrn_pl.methods import get_method, method_names\n"
+        "print('names', method_names()[-1])\n"
+        "try:\n    get_method('broken')\nexcept ValueError as error:\n    print('broken:', error)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "names selfreg" in done.stdout
+    assert "method 'broken' is not available: the fedmrn_pl.methods entry point 'broken' (nosuchmodule:METHOD) failed" in done.stdout
+    script = subprocess.run([sys.executable, str(site / "selfreg.py")], capture_output=True, text=True, timeout=120, env=env)
+    assert script.returncode == 0 and "script sees ['fedpm', 'selfreg']" in script.stdout, script.stderr[-2000:]
