@@ -147,8 +147,9 @@ def _compare(args: argparse.Namespace) -> int:
 
     try:
         settings, overrides = parse_compare_args(args.overrides)
+        variants = compare_variants()
         for method in settings.methods:  # every method's config, checked before the training stack loads
-            load_config(args.config, [*overrides, *compare_variants()[method]])
+            load_config(args.config, [*overrides, *variants[method]])
     except (ConfigError, ValueError) as error:
         return _refuse(error)
     from fedmrn_pl.callbacks.checkpoint import CheckpointError

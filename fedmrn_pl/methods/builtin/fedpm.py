@@ -55,11 +55,6 @@ def _check(config: FedPMConfig, run: RunFacts) -> None:
             f"{config.resolved(run).reset_every} rounds: the round messages do not carry it; set "
             f"method.fedpm.reset_every=1 (the authors' code) or use method.downlink=dense"
         )
-    if run.server_optimizer != "plain":
-        raise ValueError(
-            f"server.optimizer={run.server_optimizer} is not valid with method.name=fedpm: FedPM aggregates mask "
-            f"probabilities from Beta posteriors, not a model update; use server.optimizer=plain"
-        )
 
 
 def _replayable(config: FedPMConfig, run: RunFacts) -> bool:
